@@ -1,0 +1,220 @@
+//! Framing: the 56-byte header codec as a `tokio_util::codec` decoder and encoder.
+//!
+//! The decoder hands out payloads as [`Bytes`] slices of the read buffer (no copy) and
+//! never trusts a length field to reserve more than a bounded chunk ahead of the bytes
+//! actually received, so a peer that announces 1 GiB and sends 10 bytes costs 10 bytes
+//! plus one chunk. The encoder copies header and payload into a buffer; the connection
+//! writer uses it for small packages and writes large payloads by reference (vectored).
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::package::{frame_from_parts, Frame, Header, HEADER_SIZE};
+
+/// Default maximum payload size: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
+
+/// How far ahead of the received bytes the decoder may reserve at least (it also
+/// grows geometrically with what has actually arrived).
+const RESERVE_CHUNK: usize = 1 << 20;
+
+/// Why a byte stream could not be decoded. Each closes the connection it happened on.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The control word was not `YOTON   `.
+    #[error("Lost track of the stream: bad control bytes {found:#018x} (expected \"YOTON   \"); the peer is not speaking Yoton packages")]
+    LostTrack {
+        /// The control word that was found instead.
+        found: u64,
+    },
+    /// The header announced a payload above the configured maximum.
+    #[error("Package too large: the header announces {length} bytes, above the maximum message size of {max} bytes (raise it with max_message_size on both ends)")]
+    TooLarge {
+        /// Announced length.
+        length: u64,
+        /// Configured maximum.
+        max: u64,
+    },
+    /// An I/O error of the underlying stream.
+    #[error("Socket error. {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Decoder and encoder of [`Frame`]s.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use yoton_core::{Frame, Package, PackageCodec};
+///
+/// let mut codec = PackageCodec::new(1024);
+/// let mut buf = BytesMut::new();
+/// codec.encode(&Frame::Package(Package::new(42, "hi")), &mut buf).unwrap();
+/// codec.encode(&Frame::Heartbeat, &mut buf).unwrap();
+/// match codec.decode(&mut buf).unwrap() {
+///     Some(Frame::Package(p)) => assert_eq!(&p.payload[..], b"hi"),
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::Heartbeat));
+/// ```
+#[derive(Debug)]
+pub struct PackageCodec {
+    max_len: u64,
+    pending: Option<Header>,
+}
+
+impl PackageCodec {
+    /// A codec that refuses payloads above `max_message_size` bytes.
+    pub fn new(max_message_size: u64) -> Self {
+        PackageCodec {
+            max_len: max_message_size,
+            pending: None,
+        }
+    }
+
+    /// The configured maximum payload size.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_len
+    }
+
+    /// Bytes of a partially received payload (0 between packages).
+    pub fn partial_payload_len(&self) -> u64 {
+        self.pending.map(|h| h.length).unwrap_or(0)
+    }
+}
+
+impl Default for PackageCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_MESSAGE_SIZE)
+    }
+}
+
+impl Decoder for PackageCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let header = match self.pending {
+            Some(h) => h,
+            None => {
+                let Some(raw) = src.get(..HEADER_SIZE) else {
+                    src.reserve(HEADER_SIZE);
+                    return Ok(None);
+                };
+                let mut bytes = [0u8; HEADER_SIZE];
+                bytes.copy_from_slice(raw);
+                let h = Header::from_bytes(&bytes).map_err(|found| CodecError::LostTrack { found })?;
+                if h.length > self.max_len {
+                    return Err(CodecError::TooLarge {
+                        length: h.length,
+                        max: self.max_len,
+                    });
+                }
+                src.advance(HEADER_SIZE);
+                self.pending = Some(h);
+                h
+            }
+        };
+        // length <= max_len, which the caller chose to fit in memory; usize is 64-bit on
+        // every supported target, and the conversion saturates otherwise.
+        let len = usize::try_from(header.length).unwrap_or(usize::MAX);
+        if src.len() >= len {
+            self.pending = None;
+            let payload = src.split_to(len).freeze();
+            return Ok(Some(frame_from_parts(header, payload)));
+        }
+        let missing = len - src.len();
+        let ahead = missing.min(RESERVE_CHUNK.max(src.len()));
+        src.reserve(ahead);
+        Ok(None)
+    }
+}
+
+impl Encoder<&Frame> for PackageCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let payload = frame.payload();
+        if payload.len() as u64 > self.max_len {
+            return Err(CodecError::TooLarge {
+                length: payload.len() as u64,
+                max: self.max_len,
+            });
+        }
+        dst.reserve(HEADER_SIZE + payload.len());
+        dst.extend_from_slice(&frame.header());
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::Package;
+
+    fn encode_all(frames: &[Frame]) -> BytesMut {
+        let mut codec = PackageCodec::default();
+        let mut buf = BytesMut::new();
+        for f in frames {
+            codec.encode(f, &mut buf).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn decodes_byte_by_byte() {
+        let frames = vec![
+            Frame::Package(Package::new(10, "hello").to(3, 4)),
+            Frame::Heartbeat,
+            Frame::Package(Package::new(11, vec![7u8; 3000])),
+            Frame::Goodbye,
+        ];
+        let wire = encode_all(&frames);
+        let mut codec = PackageCodec::default();
+        let mut buf = BytesMut::new();
+        let mut out = vec![];
+        for b in wire.iter() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                out.push(f);
+            }
+        }
+        assert_eq!(out, frames);
+    }
+
+    #[test]
+    fn oversized_length_is_an_error_before_any_payload() {
+        let mut codec = PackageCodec::new(100);
+        let mut buf = encode_all(&[Frame::Package(Package::new(1, vec![0u8; 101]))]);
+        buf.truncate(HEADER_SIZE);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { length: 101, max: 100 }), "{err}");
+        assert!(err.to_string().contains("101"));
+    }
+
+    #[test]
+    fn huge_announced_length_reserves_a_bounded_chunk() {
+        let mut codec = PackageCodec::new(u64::MAX);
+        let header = crate::package::Header {
+            slot: 9,
+            source_id: 1,
+            source_seq: 1,
+            dest_id: 0,
+            dest_seq: 0,
+            length: 1 << 40,
+        };
+        let mut buf = BytesMut::from(&header.to_bytes()[..]);
+        buf.extend_from_slice(b"0123456789");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 2 * RESERVE_CHUNK + 64, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn bad_control_word() {
+        let mut codec = PackageCodec::default();
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901234567890"[..]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(err.to_string().starts_with("Lost track of the stream"), "{err}");
+    }
+}

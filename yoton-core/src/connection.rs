@@ -1,0 +1,597 @@
+//! A connection between two contexts: its status, its send queue and the two tasks
+//! (reader and writer) that move frames over its link.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::context::ContextInner;
+use crate::error::{Error, Result};
+use crate::link::{Endpoint, Link, LinkReader, LinkWriter};
+use crate::package::{Frame, Package};
+use crate::router::LinkId;
+
+/// A sender that has had nothing to send for this long sends a heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+/// Default (and minimum) receive time-out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long `close` tries to flush before it closes anyway.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Close reason when the user closes without giving one.
+pub const STOP_DEFAULT_REASON: &str = "Closed on command.";
+/// Close reason when the other end said goodbye.
+pub const STOP_CLOSED_FROM_THERE: &str = "Closed from other end.";
+/// Close reason when the stream ended without a goodbye.
+pub const STOP_EOF: &str = "Other end dropped the connection.";
+
+/// The life of a connection: closed -> waiting -> hosting/connected -> closing -> closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Bound, waiting for a peer.
+    Waiting,
+    /// Connected, this end accepted.
+    Hosting,
+    /// Connected, this end connected.
+    Connected,
+    /// Saying goodbye.
+    Closing,
+    /// Closed (see [`Connection::close_reason`]).
+    Closed,
+}
+
+/// Something that happened to a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A peer completed the handshake.
+    Connected,
+    /// `true`: nothing arrived for `timeout`; `false`: data flows again.
+    TimedOut(bool),
+    /// The connection closed, with the reason.
+    Closed(String),
+}
+
+struct Ends {
+    local: Endpoint,
+    peer: Endpoint,
+    peer_id: u64,
+    peer_pid: u64,
+    reason: Option<String>,
+}
+
+struct Queue {
+    frames: VecDeque<Frame>,
+    pushed: u64,
+    written: u64,
+    /// Set once the goodbye is queued (or the connection died): nothing more is accepted.
+    sealed: bool,
+}
+
+type Callback = Arc<dyn Fn(&Connection, &ConnectionEvent) + Send + Sync>;
+
+pub(crate) struct Shared {
+    pub(crate) link_id: LinkId,
+    name: Mutex<String>,
+    ctx: Weak<ContextInner>,
+    own_id: u64,
+    own_pid: u64,
+    ends: Mutex<Ends>,
+    status: watch::Sender<Status>,
+    queue: Mutex<Queue>,
+    wake_writer: Notify,
+    progress: Notify,
+    timeout_ms: AtomicU64,
+    timed_out: AtomicBool,
+    events: broadcast::Sender<ConnectionEvent>,
+    callbacks: Mutex<Vec<Callback>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A connection between this context and one other. Cheap to clone, `Send + Sync`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use yoton_core::{Context, Status};
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let host = a.bind_async("inproc://conn-doc").await.unwrap();
+/// assert_eq!(host.status(), Status::Waiting);
+/// let conn = b.connect_async("inproc://conn-doc", Duration::from_secs(1)).await.unwrap();
+/// assert_eq!(conn.status(), Status::Connected);
+/// assert_eq!(conn.peer_id(), a.id());
+/// conn.close_async("bye").await;
+/// assert_eq!(host.wait_closed_async(Duration::from_secs(2)).await.unwrap(), "Closed from other end.");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ends = self.shared.ends.lock();
+        f.debug_struct("Connection")
+            .field("name", &*self.shared.name.lock())
+            .field("status", &self.status())
+            .field("local", &ends.local)
+            .field("peer", &ends.peer)
+            .finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(
+        ctx: &Arc<ContextInner>,
+        link_id: LinkId,
+        name: String,
+        status: Status,
+        local: Endpoint,
+    ) -> Connection {
+        let (events, _) = broadcast::channel(64);
+        Connection {
+            shared: Arc::new(Shared {
+                link_id,
+                name: Mutex::new(name),
+                ctx: Arc::downgrade(ctx),
+                own_id: ctx.id,
+                own_pid: u64::from(std::process::id()),
+                ends: Mutex::new(Ends {
+                    local,
+                    peer: Endpoint::default(),
+                    peer_id: 0,
+                    peer_pid: 0,
+                    reason: None,
+                }),
+                status: watch::Sender::new(status),
+                queue: Mutex::new(Queue {
+                    frames: VecDeque::new(),
+                    pushed: 0,
+                    written: 0,
+                    sealed: false,
+                }),
+                wake_writer: Notify::new(),
+                progress: Notify::new(),
+                timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
+                timed_out: AtomicBool::new(false),
+                events,
+                callbacks: Mutex::new(Vec::new()),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The connection's name (the address unless set with [`Connection::set_name`]).
+    pub fn name(&self) -> String {
+        self.shared.name.lock().clone()
+    }
+
+    /// Rename the connection (names are how [`crate::Context::connection`] finds it).
+    pub fn set_name(&self, name: &str) -> &Self {
+        *self.shared.name.lock() = name.to_owned();
+        self
+    }
+
+    /// Current status.
+    pub fn status(&self) -> Status {
+        *self.shared.status.borrow()
+    }
+
+    /// Waiting or connected (packages are accepted for sending).
+    pub fn is_alive(&self) -> bool {
+        matches!(self.status(), Status::Waiting | Status::Hosting | Status::Connected)
+    }
+
+    /// Hosting or connected.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.status(), Status::Hosting | Status::Connected)
+    }
+
+    /// Bound and waiting for a peer.
+    pub fn is_waiting(&self) -> bool {
+        self.status() == Status::Waiting
+    }
+
+    /// This end (host and port; the real port when bound to port 0).
+    pub fn local(&self) -> Endpoint {
+        self.shared.ends.lock().local.clone()
+    }
+
+    /// The other end (empty until connected).
+    pub fn peer(&self) -> Endpoint {
+        self.shared.ends.lock().peer.clone()
+    }
+
+    /// This context's id.
+    pub fn id(&self) -> u64 {
+        self.shared.own_id
+    }
+
+    /// This process's id.
+    pub fn pid(&self) -> u64 {
+        self.shared.own_pid
+    }
+
+    /// The other context's id (0 until connected).
+    pub fn peer_id(&self) -> u64 {
+        self.shared.ends.lock().peer_id
+    }
+
+    /// The other process's id (0 until connected).
+    pub fn peer_pid(&self) -> u64 {
+        self.shared.ends.lock().peer_pid
+    }
+
+    /// Why the connection closed (None while open).
+    pub fn close_reason(&self) -> Option<String> {
+        self.shared.ends.lock().reason.clone()
+    }
+
+    /// Receive time-out: after this long without data, `TimedOut(true)` is emitted.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Set the receive time-out (at least 0.5 s, as in the reference).
+    pub fn set_timeout(&self, timeout: Duration) {
+        let t = timeout.max(DEFAULT_TIMEOUT);
+        self.shared.timeout_ms.store(t.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is timed out right now.
+    pub fn is_timed_out(&self) -> bool {
+        self.shared.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// Frames queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.lock().frames.len()
+    }
+
+    /// Call `f` for every event of this connection (on a runtime thread; keep it short
+    /// and do not block in it).
+    pub fn on_event(&self, f: impl Fn(&Connection, &ConnectionEvent) + Send + Sync + 'static) {
+        self.shared.callbacks.lock().push(Arc::new(f));
+    }
+
+    /// Call `f(connection, reason)` when the connection closes.
+    pub fn on_closed(&self, f: impl Fn(&Connection, &str) + Send + Sync + 'static) {
+        self.on_event(move |c, e| {
+            if let ConnectionEvent::Closed(reason) = e {
+                f(c, reason)
+            }
+        });
+    }
+
+    /// Call `f(connection, timed_out)` when the connection times out or recovers.
+    pub fn on_timedout(&self, f: impl Fn(&Connection, bool) + Send + Sync + 'static) {
+        self.on_event(move |c, e| {
+            if let ConnectionEvent::TimedOut(t) = e {
+                f(c, *t)
+            }
+        });
+    }
+
+    /// An async stream of this connection's events from now on.
+    pub fn events(&self) -> crate::EventStream<ConnectionEvent> {
+        crate::EventStream::new(self.shared.events.subscribe())
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        let _ = self.shared.events.send(event.clone());
+        let callbacks: Vec<Callback> = self.shared.callbacks.lock().clone();
+        for cb in callbacks {
+            cb(self, &event);
+        }
+    }
+
+    // ----- sending -----
+
+    /// Queue a frame for the writer. Returns false when the connection no longer sends.
+    pub(crate) fn push(&self, frame: Frame) -> bool {
+        let mut q = self.shared.queue.lock();
+        if q.sealed {
+            return false;
+        }
+        q.frames.push_back(frame);
+        q.pushed += 1;
+        drop(q);
+        self.shared.wake_writer.notify_one();
+        true
+    }
+
+    pub(crate) fn push_package(&self, p: Package) {
+        self.push(Frame::Package(p));
+    }
+
+    /// Wait until the queue is shorter than `limit` (or `max_wait` passes, or the
+    /// connection dies). Soft back-pressure: the caller sends anyway afterwards.
+    pub(crate) async fn wait_space(&self, limit: usize, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let notified = self.shared.progress.notified();
+            {
+                let q = self.shared.queue.lock();
+                if q.frames.len() < limit || q.sealed {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Wait until everything queued so far is written (async).
+    pub async fn flush_async(&self, timeout: Duration) -> Result<()> {
+        let target = self.shared.queue.lock().pushed;
+        let fut = async {
+            loop {
+                let notified = self.shared.progress.notified();
+                {
+                    let q = self.shared.queue.lock();
+                    if q.written >= target || (q.sealed && q.frames.is_empty()) {
+                        return;
+                    }
+                }
+                if !self.is_alive() && self.status() != Status::Closing {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout(timeout))
+    }
+
+    /// Wait until everything queued so far is written (blocking).
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.rt()?.block_on("flush", self.flush_async(timeout))?
+    }
+
+    fn rt(&self) -> Result<crate::runtime::Rt> {
+        self.shared
+            .ctx
+            .upgrade()
+            .map(|c| c.rt.clone())
+            .ok_or(Error::Closed("context"))
+    }
+
+    // ----- waiting -----
+
+    /// Wait until a peer is connected (async). Errors when it closes first or the
+    /// time-out passes.
+    pub async fn wait_connected_async(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.shared.status.subscribe();
+        let waited = {
+            let fut = rx.wait_for(|s| !matches!(s, Status::Waiting));
+            tokio::time::timeout(timeout, fut).await.map(|r| r.is_ok())
+        };
+        match waited {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(_) if self.is_connected() => Ok(()),
+            Ok(_) => Err(Error::Closed("connection")),
+        }
+    }
+
+    /// Wait until a peer is connected (blocking).
+    pub fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        self.rt()?
+            .block_on("wait_connected", self.wait_connected_async(timeout))?
+    }
+
+    /// Wait until the connection is closed and return the reason (async).
+    pub async fn wait_closed_async(&self, timeout: Duration) -> Result<String> {
+        let mut rx = self.shared.status.subscribe();
+        {
+            let fut = rx.wait_for(|s| *s == Status::Closed);
+            tokio::time::timeout(timeout, fut)
+                .await
+                .map_err(|_| Error::Timeout(timeout))?
+                .map_err(|_| Error::Closed("connection"))?;
+        }
+        Ok(self.close_reason().unwrap_or_default())
+    }
+
+    /// Wait until the connection is closed and return the reason (blocking).
+    pub fn wait_closed(&self, timeout: Duration) -> Result<String> {
+        self.rt()?
+            .block_on("wait_closed", self.wait_closed_async(timeout))?
+    }
+
+    // ----- closing -----
+
+    /// Say goodbye, flush (up to 1 s) and close (async).
+    pub async fn close_async(&self, reason: &str) {
+        let was = self.status();
+        if matches!(was, Status::Closing | Status::Closed) {
+            return;
+        }
+        let reason = if reason.is_empty() {
+            STOP_DEFAULT_REASON
+        } else {
+            reason
+        };
+        self.shared.status.send_replace(Status::Closing);
+        self.detach();
+        if matches!(was, Status::Hosting | Status::Connected) {
+            self.push(Frame::Goodbye);
+            {
+                self.shared.queue.lock().sealed = true;
+            }
+            let _ = self.flush_async(CLOSE_FLUSH_TIMEOUT).await;
+        }
+        self.finish(reason);
+    }
+
+    /// Say goodbye, flush (up to 1 s) and close (blocking).
+    pub fn close(&self, reason: &str) {
+        if let Ok(rt) = self.rt() {
+            let _ = rt.block_on("close", self.close_async(reason));
+        } else {
+            self.close_on_problem(reason);
+        }
+    }
+
+    /// Close at once without a goodbye (the link failed).
+    pub(crate) fn close_on_problem(&self, reason: &str) {
+        if self.status() == Status::Closed {
+            return;
+        }
+        if self.status() == Status::Closing {
+            // A close in progress emits the event; just stop its flush.
+            self.shared.queue.lock().sealed = true;
+            self.shared.progress.notify_waiters();
+            return;
+        }
+        self.shared.status.send_replace(Status::Closing);
+        self.detach();
+        self.finish(reason);
+    }
+
+    /// Leave the router (no new packages are routed here).
+    fn detach(&self) {
+        if let Some(ctx) = self.shared.ctx.upgrade() {
+            ctx.remove_link(self.shared.link_id);
+        }
+    }
+
+    fn finish(&self, reason: &str) {
+        {
+            let mut q = self.shared.queue.lock();
+            q.sealed = true;
+            q.frames.clear();
+        }
+        self.shared.ends.lock().reason = Some(reason.to_owned());
+        for t in self.shared.tasks.lock().drain(..) {
+            t.abort();
+        }
+        self.shared.status.send_replace(Status::Closed);
+        self.shared.progress.notify_waiters();
+        tracing::debug!(name = %self.name(), reason, "connection closed");
+        self.emit(ConnectionEvent::Closed(reason.to_owned()));
+        if let Some(ctx) = self.shared.ctx.upgrade() {
+            ctx.connection_closed(self, reason);
+        }
+    }
+
+    // ----- running a link -----
+
+    pub(crate) fn add_task(&self, task: JoinHandle<()>) {
+        self.shared.tasks.lock().push(task);
+    }
+
+    /// Attach an established link: record both ends, start the reader and the writer.
+    pub(crate) fn start(&self, link: Link, status: Status, rt: &crate::runtime::Rt) {
+        {
+            let mut ends = self.shared.ends.lock();
+            ends.local = link.local.clone();
+            ends.peer = link.peer.clone();
+            ends.peer_id = link.peer_id;
+            ends.peer_pid = link.peer_pid;
+        }
+        let reader = rt.spawn(run_reader(self.clone(), link.reader));
+        let writer = rt.spawn(run_writer(self.clone(), link.writer));
+        {
+            let mut tasks = self.shared.tasks.lock();
+            tasks.push(reader);
+            tasks.push(writer);
+        }
+        if self.status() == Status::Closed {
+            // Closed while we were starting: stop the tasks again.
+            for t in self.shared.tasks.lock().drain(..) {
+                t.abort();
+            }
+            return;
+        }
+        self.shared.status.send_replace(status);
+        self.emit(ConnectionEvent::Connected);
+    }
+}
+
+async fn run_reader(conn: Connection, mut reader: Box<dyn LinkReader>) {
+    let mut frames: Vec<Frame> = Vec::with_capacity(64);
+    loop {
+        let got = tokio::time::timeout(conn.timeout(), reader.read_frames(&mut frames)).await;
+        match got {
+            Err(_) => {
+                if !conn.shared.timed_out.swap(true, Ordering::Relaxed) {
+                    conn.emit(ConnectionEvent::TimedOut(true));
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                // Packages decoded before the error are still delivered.
+                let goodbye = deliver(&conn, &mut frames);
+                let reason = if goodbye {
+                    STOP_CLOSED_FROM_THERE.to_owned()
+                } else {
+                    e.to_string()
+                };
+                tracing::debug!(reason, "link reader stopped");
+                conn.close_on_problem(&reason);
+                return;
+            }
+            Ok(Ok(())) => {
+                if conn.shared.timed_out.swap(false, Ordering::Relaxed) {
+                    conn.emit(ConnectionEvent::TimedOut(false));
+                }
+                if deliver(&conn, &mut frames) {
+                    conn.close_on_problem(STOP_CLOSED_FROM_THERE);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Hand decoded packages to the context; true when a goodbye was among them.
+fn deliver(conn: &Connection, frames: &mut Vec<Frame>) -> bool {
+    let goodbye = frames.iter().position(|f| matches!(f, Frame::Goodbye));
+    if let Some(i) = goodbye {
+        frames.truncate(i);
+    }
+    if let Some(ctx) = conn.shared.ctx.upgrade() {
+        ctx.receive(conn.shared.link_id, frames);
+    }
+    frames.clear();
+    goodbye.is_some()
+}
+
+async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
+    let shared = &conn.shared;
+    let mut batch: Vec<Frame> = Vec::with_capacity(64);
+    loop {
+        {
+            let mut q = shared.queue.lock();
+            batch.extend(q.frames.drain(..));
+        }
+        if batch.is_empty() {
+            let notified = shared.wake_writer.notified();
+            if shared.queue.lock().sealed && shared.queue.lock().frames.is_empty() {
+                let _ = writer.shutdown().await;
+                // Keep the task alive until the connection finishes closing.
+                std::future::pending::<()>().await;
+            }
+            if tokio::time::timeout(HEARTBEAT_INTERVAL, notified).await.is_err() {
+                batch.push(Frame::Heartbeat);
+            }
+            continue;
+        }
+        let n = batch.iter().filter(|f| !matches!(f, Frame::Heartbeat)).count() as u64;
+        if let Err(e) = writer.write_frames(&batch).await {
+            conn.close_on_problem(&e.to_string());
+            return;
+        }
+        batch.clear();
+        shared.queue.lock().written += n;
+        shared.progress.notify_waiters();
+    }
+}

@@ -1,0 +1,790 @@
+//! The context: a node of the network. It owns the router, the connections and the
+//! slot registrations, and runs the I/O on a tokio runtime.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::address::Address;
+use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
+use crate::error::{Error, Result};
+use crate::handshake::{HandshakeError, Hello};
+use crate::link::Endpoint;
+use crate::package::{Frame, Package, SLOT_CONTEXT};
+use crate::router::{LinkId, Received, Router};
+use crate::runtime::Rt;
+use crate::stream::{establish, Role};
+use crate::transport::{Registry, Transport, TransportListener};
+
+/// Context message that makes state channels resend their state.
+pub const NEW_CONNECTION: &str = "NEW_CONNECTION";
+/// Context message that asks the receiver to close its connection to the sender.
+pub const CLOSE_CONNECTION: &str = "CLOSE_CONNECTION";
+
+/// Default per-connection send queue length above which senders wait (up to 1 s).
+pub const DEFAULT_SEND_QUEUE: usize = 64;
+/// How long a send waits for room in a full send queue before it goes on anyway.
+pub const SEND_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Something that takes packages deposited at a slot (a receiving channel).
+///
+/// `deposit` runs while the context routes, in receive order; it must be quick and must
+/// not call back into the context (spawn a task for that).
+pub trait SlotReceiver: Send + Sync + 'static {
+    /// A package for this slot arrived, with the context's receive sequence number.
+    fn deposit(&self, package: Package, recv_seq: u64);
+}
+
+/// A sending channel's hooks.
+pub trait SlotSender: Send + Sync + 'static {
+    /// A new context joined the network (`NEW_CONNECTION`): state channels resend.
+    fn on_new_connection(&self) {}
+}
+
+/// Something that happened at the context level.
+#[derive(Clone, Debug)]
+pub enum ContextEvent {
+    /// A connection completed its handshake.
+    NewConnection(Connection),
+    /// A connection closed, with the reason.
+    ConnectionClosed(Connection, String),
+}
+
+/// Settings of a context. Build one with [`Context::builder`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Largest payload accepted from a peer (default 1 GiB).
+    pub max_message_size: u64,
+    /// Start-up queue length (default 10,000; the oldest is dropped when full).
+    pub startup_queue: usize,
+    /// Per-connection send queue length above which senders wait (default 64).
+    pub send_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            startup_queue: crate::router::DEFAULT_STARTUP_QUEUE,
+            send_queue: DEFAULT_SEND_QUEUE,
+        }
+    }
+}
+
+/// Builds a [`Context`] with chosen transports and limits.
+///
+/// ```
+/// let ctx = yoton_core::Context::builder().max_message_size(1 << 20).build().unwrap();
+/// assert_ne!(ctx.id(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct ContextBuilder {
+    registry: Option<Registry>,
+    config: Config,
+}
+
+impl ContextBuilder {
+    /// Add a transport (the in-process one is always there).
+    pub fn transport(mut self, t: impl Transport) -> Self {
+        self.registry
+            .get_or_insert_with(default_registry)
+            .register(Arc::new(t));
+        self
+    }
+
+    /// Use exactly this registry.
+    pub fn registry(mut self, r: Registry) -> Self {
+        self.registry = Some(r);
+        self
+    }
+
+    /// Largest payload accepted from a peer.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Start-up queue length.
+    pub fn startup_queue(mut self, n: usize) -> Self {
+        self.config.startup_queue = n.max(1);
+        self
+    }
+
+    /// Per-connection send queue length for soft back-pressure.
+    pub fn send_queue(mut self, n: usize) -> Self {
+        self.config.send_queue = n.max(1);
+        self
+    }
+
+    /// Create the context.
+    pub fn build(self) -> Result<Context> {
+        let rt = Rt::current_or_new()?;
+        let id = random_id();
+        let mut router = Router::new(id);
+        router.set_startup_limit(self.config.startup_queue);
+        let (events, _) = broadcast::channel(64);
+        Ok(Context {
+            inner: Arc::new(ContextInner {
+                id,
+                rt,
+                registry: self.registry.unwrap_or_else(default_registry),
+                config: self.config,
+                state: Mutex::new(State {
+                    router,
+                    receivers: HashMap::new(),
+                    senders: HashMap::new(),
+                    connections: Vec::new(),
+                }),
+                next_link: AtomicU64::new(1),
+                closed: AtomicBool::new(false),
+                events,
+            }),
+        })
+    }
+}
+
+/// Transports registered process-wide for contexts made with [`Context::new`].
+static DEFAULTS: Mutex<Vec<Arc<dyn Transport>>> = Mutex::new(Vec::new());
+
+/// Make a transport available to every context created afterwards with
+/// [`Context::new`] or a builder without an explicit registry. Transport crates
+/// offer a one-line `install()` that calls this.
+pub fn register_default_transport(t: Arc<dyn Transport>) {
+    let mut d = DEFAULTS.lock();
+    let schemes = t.schemes();
+    d.retain(|x| x.schemes() != schemes);
+    d.push(t);
+}
+
+fn default_registry() -> Registry {
+    let mut r = Registry::with_inproc();
+    for t in DEFAULTS.lock().iter() {
+        r.register(t.clone());
+    }
+    r
+}
+
+fn random_id() -> u64 {
+    loop {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_err() {
+            // Fall back to time and address entropy; ids only need to be unique.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            b = (t ^ (&b as *const _ as u64).rotate_left(17)).to_le_bytes();
+        }
+        let id = u64::from_le_bytes(b);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+pub(crate) struct State {
+    router: Router<Connection>,
+    receivers: HashMap<u64, Arc<dyn SlotReceiver>>,
+    senders: HashMap<u64, Arc<dyn SlotSender>>,
+    connections: Vec<Connection>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) id: u64,
+    pub(crate) rt: Rt,
+    registry: Registry,
+    config: Config,
+    state: Mutex<State>,
+    next_link: AtomicU64,
+    closed: AtomicBool,
+    events: broadcast::Sender<ContextEvent>,
+}
+
+/// A node of a Yoton network. Cheap to clone, `Send + Sync`; the last handle dropped
+/// closes it.
+///
+/// Blocking methods (`bind`, `connect`, `flush`, `close`) can be called from a plain
+/// `fn main`; the `_async` versions are the same code for use inside tokio.
+///
+/// ```
+/// use std::time::Duration;
+/// use yoton_core::{Context, Package, slot_hash};
+///
+/// let a = Context::new().unwrap();
+/// let b = Context::new().unwrap();
+/// let slot = slot_hash("doc.bin.pub-sub");
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let _guard = b.register_receiver(slot, "doc", std::sync::Arc::new(move |p: Package, _seq: u64| {
+///     tx.send(p.payload).unwrap();
+/// })).unwrap();
+/// a.bind("inproc://ctx-doc").unwrap();
+/// b.connect("inproc://ctx-doc", Duration::from_secs(1)).unwrap();
+/// a.send(Package::new(slot, "hello")).unwrap();
+/// assert_eq!(&rx.recv_timeout(Duration::from_secs(2)).unwrap()[..], b"hello");
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &format_args!("{:016x}", self.inner.id))
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl<F: Fn(Package, u64) + Send + Sync + 'static> SlotReceiver for F {
+    fn deposit(&self, package: Package, recv_seq: u64) {
+        self(package, recv_seq)
+    }
+}
+
+/// Keeps a slot registration; dropping it frees the slot.
+#[derive(Debug)]
+pub struct SlotGuard {
+    ctx: std::sync::Weak<ContextInner>,
+    slot: u64,
+    receiving: bool,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            let mut st = ctx.state.lock();
+            if self.receiving {
+                st.receivers.remove(&self.slot);
+            } else {
+                st.senders.remove(&self.slot);
+            }
+        }
+    }
+}
+
+impl Context {
+    /// A context with the default transports (in-process, plus those installed with
+    /// [`register_default_transport`]).
+    pub fn new() -> Result<Context> {
+        ContextBuilder::default().build()
+    }
+
+    /// A builder for transports and limits.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// This context's id (random, never 0).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The transports this context can use.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// A handle of the runtime the context runs on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.inner.rt.handle()
+    }
+
+    /// Run a future to completion from blocking code, on this context's runtime (see the
+    /// module docs of the crate for the rules inside a runtime).
+    pub fn block_on<F: std::future::Future>(&self, what: &'static str, fut: F) -> Result<F::Output> {
+        self.inner.rt.block_on(what, fut)
+    }
+
+    // ----- slots -----
+
+    /// Register the receiving side of a slot. At most one per slot.
+    pub fn register_receiver(
+        &self,
+        slot: u64,
+        name: &str,
+        receiver: Arc<dyn SlotReceiver>,
+    ) -> Result<SlotGuard> {
+        let mut st = self.inner.state.lock();
+        if st.receivers.contains_key(&slot) {
+            return Err(Error::SlotTaken {
+                slot,
+                name: name.to_owned(),
+                direction: "receiving",
+            });
+        }
+        st.receivers.insert(slot, receiver);
+        Ok(SlotGuard {
+            ctx: Arc::downgrade(&self.inner),
+            slot,
+            receiving: true,
+        })
+    }
+
+    /// Register the sending side of a slot. At most one per slot.
+    pub fn register_sender(
+        &self,
+        slot: u64,
+        name: &str,
+        sender: Arc<dyn SlotSender>,
+    ) -> Result<SlotGuard> {
+        let mut st = self.inner.state.lock();
+        if st.senders.contains_key(&slot) {
+            return Err(Error::SlotTaken {
+                slot,
+                name: name.to_owned(),
+                direction: "sending",
+            });
+        }
+        st.senders.insert(slot, sender);
+        Ok(SlotGuard {
+            ctx: Arc::downgrade(&self.inner),
+            slot,
+            receiving: false,
+        })
+    }
+
+    // ----- sending -----
+
+    /// Send a package into the network: it gets this context's id and next sequence
+    /// number and goes over every alive connection (or into the start-up queue).
+    ///
+    /// Soft back-pressure: called from a thread outside any tokio runtime, it first
+    /// waits (up to 1 s) while a connection's send queue is full. Inside a runtime use
+    /// [`Context::send_async`], which waits the same way without blocking.
+    pub fn send(&self, package: Package) -> Result<()> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.inner.rt.block_on("send", self.wait_send_space())?;
+        }
+        self.send_now(package)
+    }
+
+    /// Send without waiting for room in the send queues.
+    pub fn send_now(&self, package: Package) -> Result<()> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed("context"));
+        }
+        let mut st = self.inner.state.lock();
+        st.router.send(package, |c, p| c.push_package(p));
+        Ok(())
+    }
+
+    /// Send, waiting (up to 1 s) for room in full send queues first.
+    pub async fn send_async(&self, package: Package) -> Result<()> {
+        self.wait_send_space().await;
+        self.send_now(package)
+    }
+
+    async fn wait_send_space(&self) {
+        let full: Vec<Connection> = {
+            let limit = self.inner.config.send_queue;
+            let st = self.inner.state.lock();
+            st.router
+                .links()
+                .filter(|(_, c)| c.queued() >= limit)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
+        for c in full {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            c.wait_space(self.inner.config.send_queue, left).await;
+        }
+    }
+
+    /// Packages waiting for a first connection.
+    pub fn startup_queue_len(&self) -> usize {
+        self.inner.state.lock().router.startup_len()
+    }
+
+    /// Packages dropped because the start-up queue was full.
+    pub fn startup_dropped(&self) -> u64 {
+        self.inner.state.lock().router.startup_dropped()
+    }
+
+    /// Wait until everything queued on every connection is written (async).
+    pub async fn flush_async(&self, timeout: Duration) -> Result<()> {
+        let conns = self.connections();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for c in conns.iter().filter(|c| c.is_connected()) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            c.flush_async(left).await?;
+        }
+        Ok(())
+    }
+
+    /// Wait until everything queued on every connection is written (blocking).
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.inner.rt.block_on("flush", self.flush_async(timeout))?
+    }
+
+    // ----- connections -----
+
+    /// The alive connections (waiting or connected), oldest first.
+    pub fn connections(&self) -> Vec<Connection> {
+        let st = self.inner.state.lock();
+        st.connections.iter().filter(|c| c.is_alive()).cloned().collect()
+    }
+
+    /// Every connection made by this context, closed ones included.
+    pub fn connections_all(&self) -> Vec<Connection> {
+        self.inner.state.lock().connections.clone()
+    }
+
+    /// The alive connection with this name.
+    pub fn connection(&self, name: &str) -> Option<Connection> {
+        self.connections().into_iter().find(|c| c.name() == name)
+    }
+
+    /// Number of alive connections.
+    pub fn connection_count(&self) -> usize {
+        self.connections().len()
+    }
+
+    /// An async stream of context events (new and closed connections).
+    pub fn events(&self) -> crate::EventStream<ContextEvent> {
+        crate::EventStream::new(self.inner.events.subscribe())
+    }
+
+    fn new_connection(&self, name: String, status: Status, local: Endpoint) -> Connection {
+        let link_id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
+        let conn = Connection::new(&self.inner, link_id, name, status, local);
+        self.inner.state.lock().connections.push(conn.clone());
+        conn
+    }
+
+    fn add_link(&self, conn: &Connection) {
+        let mut st = self.inner.state.lock();
+        st.router
+            .add_link(conn.shared.link_id, conn.clone(), |c, p| c.push_package(p));
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            Err(Error::Closed("context"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            id: self.inner.id,
+            pid: u64::from(std::process::id()),
+        }
+    }
+
+    /// Bind at `address` and wait (in the background) for exactly one peer; then the
+    /// listening socket is closed. Returns the connection at once, in status
+    /// `Waiting`; packages sent meanwhile are queued on it. Port 0 picks a free port
+    /// ([`Connection::local`] tells which).
+    pub async fn bind_async(&self, address: &str) -> Result<Connection> {
+        self.check_open()?;
+        let addr = Address::parse(address)?;
+        let transport = self.inner.registry.for_address(&addr)?;
+        let mut listener = transport.listen(&addr).await.map_err(|e| Error::Listen {
+            address: addr.to_string(),
+            reason: e.0,
+        })?;
+        let conn = self.new_connection(addr.to_string(), Status::Waiting, listener.local());
+        self.add_link(&conn);
+        let weak = Arc::downgrade(&self.inner);
+        let c2 = conn.clone();
+        let hello = self.hello();
+        let max = self.inner.config.max_message_size;
+        let task = self.inner.rt.spawn(async move {
+            loop {
+                let raw = match listener.accept().await {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        c2.close_on_problem(&format!("Socket error. {e}"));
+                        return;
+                    }
+                };
+                match establish(raw, Role::Host, hello, max).await {
+                    Ok(link) => {
+                        drop(listener);
+                        let Some(inner) = weak.upgrade() else { return };
+                        let ctx = Context { inner };
+                        c2.start(link, Status::Hosting, &ctx.inner.rt);
+                        ctx.announce(&c2);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::info!(address = %addr, error = %e, "refused a peer; still waiting");
+                    }
+                }
+            }
+        });
+        conn.add_task(task);
+        Ok(conn)
+    }
+
+    /// Blocking version of [`Context::bind_async`].
+    pub fn bind(&self, address: &str) -> Result<Connection> {
+        self.inner.rt.block_on("bind", self.bind_async(address))?
+    }
+
+    /// Connect to the context bound at `address`, retrying until `timeout`; the error
+    /// names the address. Afterwards `NEW_CONNECTION` is broadcast.
+    pub async fn connect_async(&self, address: &str, timeout: Duration) -> Result<Connection> {
+        self.check_open()?;
+        let addr = Address::parse(address)?;
+        let transport = self.inner.registry.for_address(&addr)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let fail = |reason: String| Error::Connect {
+            address: addr.to_string(),
+            timeout,
+            reason,
+        };
+        let raw = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left.max(Duration::from_millis(10)), transport.connect(&addr)).await {
+                Ok(Ok(raw)) => break raw,
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(fail(e.0)),
+                Err(_) => return Err(fail("no answer".into())),
+                Ok(Err(_)) => {
+                    let pause = (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
+                    tokio::time::sleep(pause.min(left)).await;
+                }
+            }
+        };
+        let link = establish(raw, Role::Client, self.hello(), self.inner.config.max_message_size)
+            .await
+            .map_err(|e: HandshakeError| fail(e.to_string()))?;
+        let conn = self.new_connection(addr.to_string(), Status::Connected, link.local.clone());
+        conn.start(link, Status::Connected, &self.inner.rt);
+        self.add_link(&conn);
+        self.announce(&conn);
+        self.send_now(Package::new(SLOT_CONTEXT, NEW_CONNECTION))?;
+        Ok(conn)
+    }
+
+    /// Blocking version of [`Context::connect_async`].
+    pub fn connect(&self, address: &str, timeout: Duration) -> Result<Connection> {
+        self.inner.rt.block_on("connect", self.connect_async(address, timeout))?
+    }
+
+    /// Listen at `address` and accept any number of peers, each a [`Connection`]
+    /// (status `Hosting`) in this context. Handshakes run concurrently, so a slow or
+    /// wrong client does not hold up others.
+    pub async fn listen_async(&self, address: &str) -> Result<Listener> {
+        self.check_open()?;
+        let addr = Address::parse(address)?;
+        let transport = self.inner.registry.for_address(&addr)?;
+        let mut listener = transport.listen(&addr).await.map_err(|e| Error::Listen {
+            address: addr.to_string(),
+            reason: e.0,
+        })?;
+        let local = listener.local();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = self.clone();
+        let weak = Arc::downgrade(&self.inner);
+        let name = addr.to_string();
+        let task = self.inner.rt.spawn(async move {
+            drop(ctx);
+            accept_loop(weak, &mut *listener, name, tx).await;
+        });
+        Ok(Listener {
+            local,
+            address: addr,
+            incoming: tokio::sync::Mutex::new(rx),
+            task,
+        })
+    }
+
+    /// Blocking version of [`Context::listen_async`].
+    pub fn listen(&self, address: &str) -> Result<Listener> {
+        self.inner.rt.block_on("listen", self.listen_async(address))?
+    }
+
+    fn announce(&self, conn: &Connection) {
+        let _ = self.inner.events.send(ContextEvent::NewConnection(conn.clone()));
+    }
+
+    /// Close every connection (each says goodbye and flushes up to 1 s) and stop.
+    pub async fn close_async(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let conns = self.connections_all();
+        let closing = conns.iter().map(|c| c.close_async(""));
+        futures_util::future::join_all(closing).await;
+    }
+
+    /// Blocking version of [`Context::close_async`].
+    pub fn close(&self) {
+        let _ = self.inner.rt.block_on("close", self.close_async());
+    }
+
+    /// Whether [`Context::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+}
+
+async fn accept_loop(
+    ctx: std::sync::Weak<ContextInner>,
+    listener: &mut dyn TransportListener,
+    name: String,
+    tx: mpsc::UnboundedSender<Connection>,
+) {
+    loop {
+        let raw = match listener.accept().await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(address = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(inner) = ctx.upgrade() else { return };
+        let ctx = Context { inner };
+        let tx = tx.clone();
+        let name = name.clone();
+        ctx.inner.rt.clone().spawn(async move {
+            let max = ctx.inner.config.max_message_size;
+            match establish(raw, Role::Host, ctx.hello(), max).await {
+                Ok(link) => {
+                    let conn = ctx.new_connection(format!("{name}#{}", link.peer), Status::Hosting, link.local.clone());
+                    conn.start(link, Status::Hosting, &ctx.inner.rt);
+                    ctx.add_link(&conn);
+                    ctx.announce(&conn);
+                    let _ = tx.send(conn);
+                }
+                Err(e) => tracing::info!(address = %name, error = %e, "refused a peer"),
+            }
+        });
+    }
+}
+
+/// A listening endpoint that accepts any number of peers.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// let host = yoton_core::Context::new().unwrap();
+/// let listener = host.listen_async("inproc://listen-doc").await.unwrap();
+/// for _ in 0..3 {
+///     let c = yoton_core::Context::new().unwrap();
+///     c.connect_async("inproc://listen-doc", Duration::from_secs(1)).await.unwrap();
+///     let conn = listener.accept_async(Duration::from_secs(1)).await.unwrap();
+///     assert_eq!(conn.peer_id(), c.id());
+/// }
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    local: Endpoint,
+    address: Address,
+    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Connection>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Where it listens (the real port when port 0 was asked for).
+    pub fn local(&self) -> &Endpoint {
+        &self.local
+    }
+
+    /// The address that was given, with the real port.
+    pub fn address(&self) -> Address {
+        self.address.with_port(self.local.port)
+    }
+
+    /// The next connection that completed its handshake (async).
+    pub async fn accept_async(&self, timeout: Duration) -> Result<Connection> {
+        let mut rx = self.incoming.lock().await;
+        match tokio::time::timeout(timeout, rx.recv()).await {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(None) => Err(Error::Closed("listener")),
+            Ok(Some(c)) => Ok(c),
+        }
+    }
+
+    /// Stop accepting (existing connections stay).
+    pub fn close(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ContextInner {
+    /// Route packages that arrived over `link`, then handle context messages.
+    pub(crate) fn receive(&self, link: LinkId, frames: &mut Vec<Frame>) {
+        let mut context_messages: Vec<Package> = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let st = &mut *st;
+            for frame in frames.drain(..) {
+                let Frame::Package(p) = frame else { continue };
+                match st.router.receive(p, link, |c, p| c.push_package(p)) {
+                    Received::Deposit { package, recv_seq } => {
+                        if package.slot == SLOT_CONTEXT {
+                            context_messages.push(package);
+                        } else if let Some(r) = st.receivers.get(&package.slot) {
+                            r.deposit(package, recv_seq);
+                        }
+                    }
+                    Received::Forwarded | Received::Dropped(_) => {}
+                }
+            }
+        }
+        for p in context_messages {
+            self.context_message(&p);
+        }
+    }
+
+    fn context_message(&self, p: &Package) {
+        match std::str::from_utf8(&p.payload) {
+            Ok(NEW_CONNECTION) => {
+                let senders: Vec<Arc<dyn SlotSender>> =
+                    self.state.lock().senders.values().cloned().collect();
+                for s in senders {
+                    s.on_new_connection();
+                }
+            }
+            Ok(CLOSE_CONNECTION) => {
+                let conns: Vec<Connection> = self.state.lock().connections.clone();
+                for c in conns {
+                    if c.is_connected() && c.peer_id() == p.source_id {
+                        c.close_on_problem(STOP_CLOSED_FROM_THERE);
+                    }
+                }
+            }
+            other => tracing::warn!(message = ?other, "unknown context message"),
+        }
+    }
+
+    pub(crate) fn remove_link(&self, link: LinkId) {
+        self.state.lock().router.remove_link(link);
+    }
+
+    pub(crate) fn connection_closed(&self, conn: &Connection, reason: &str) {
+        let _ = self
+            .events
+            .send(ContextEvent::ConnectionClosed(conn.clone(), reason.to_owned()));
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        for c in st.connections.drain(..) {
+            c.close_on_problem("Context dropped.");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! A link: an established, handshaken connection that carries frames in order, split
+//! into an owned reading half and an owned writing half.
+
+use async_trait::async_trait;
+
+use crate::package::Frame;
+
+/// Why a link stopped. The `Display` texts are the reference's close reasons (plus
+/// detail), so they can be shown to the user as is.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The stream ended.
+    #[error("Other end dropped the connection.")]
+    Eof,
+    /// Bad framing (wrong control bytes, a package above the maximum size).
+    #[error("{0}")]
+    Codec(#[from] crate::codec::CodecError),
+    /// An I/O error.
+    #[error("Socket error. {0}")]
+    Io(#[from] std::io::Error),
+    /// Anything else a transport reports (TLS, WebSocket protocol, ...).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The reading half of a link.
+#[async_trait]
+pub trait LinkReader: Send + 'static {
+    /// Wait for at least one frame and append every frame that is available without
+    /// waiting further to `out`. Must be cancel-safe: a call dropped before it returns
+    /// loses no bytes (the connection uses a time-out around it).
+    async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError>;
+
+    /// Bytes of a partially received payload held right now (for diagnostics).
+    fn partial_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// The writing half of a link.
+#[async_trait]
+pub trait LinkWriter: Send + 'static {
+    /// Write all frames, in order, as few system calls as possible, then flush.
+    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError>;
+
+    /// Shut the sending direction down (after a goodbye).
+    async fn shutdown(&mut self) -> Result<(), LinkError>;
+}
+
+/// Where one end of a link is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Host (IP address, or a name for in-process links).
+    pub host: String,
+    /// Port (0 where the transport has none).
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// An established link: both halves plus what is known about both ends.
+pub struct Link {
+    /// Reading half.
+    pub reader: Box<dyn LinkReader>,
+    /// Writing half.
+    pub writer: Box<dyn LinkWriter>,
+    /// This end.
+    pub local: Endpoint,
+    /// The other end.
+    pub peer: Endpoint,
+    /// The other context's id.
+    pub peer_id: u64,
+    /// The other context's process id.
+    pub peer_pid: u64,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("local", &self.local)
+            .field("peer", &self.peer)
+            .field("peer_id", &format_args!("{:016x}", self.peer_id))
+            .field("peer_pid", &self.peer_pid)
+            .finish()
+    }
+}

@@ -1,0 +1,82 @@
+//! One implementation, two styles: every wait is a future; blocking methods run that
+//! future on the context's runtime.
+//!
+//! Inside a tokio runtime the context uses that runtime. Outside one it starts a small
+//! runtime of its own (two worker threads), kept alive while any handle lives.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+
+use crate::error::{Error, Result};
+
+struct Owned(Option<Runtime>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            // Safe from any thread, including the runtime's own workers.
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The runtime a context runs on.
+#[derive(Clone)]
+pub(crate) struct Rt {
+    handle: Handle,
+    _owned: Option<Arc<Owned>>,
+}
+
+impl Rt {
+    /// The current runtime, or a new one of our own.
+    pub(crate) fn current_or_new() -> Result<Rt> {
+        if let Ok(handle) = Handle::try_current() {
+            return Ok(Rt {
+                handle,
+                _owned: None,
+            });
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("yoton")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        Ok(Rt {
+            handle: rt.handle().clone(),
+            _owned: Some(Arc::new(Owned(Some(rt)))),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(fut)
+    }
+
+    /// Run `fut` to completion from a blocking caller. On a thread of a multi-thread
+    /// runtime the wait is handed to `block_in_place`; on a current-thread runtime it
+    /// would deadlock, so it is refused with [`Error::BlockingInRuntime`].
+    pub(crate) fn block_on<F: Future>(&self, what: &'static str, fut: F) -> Result<F::Output> {
+        block_on(&self.handle, what, fut)
+    }
+}
+
+/// See [`Rt::block_on`].
+pub fn block_on<F: Future>(handle: &Handle, what: &'static str, fut: F) -> Result<F::Output> {
+    match Handle::try_current() {
+        Err(_) => Ok(handle.block_on(fut)),
+        Ok(current) => match current.runtime_flavor() {
+            RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| handle.block_on(fut))),
+            _ => Err(Error::BlockingInRuntime(what)),
+        },
+    }
+}

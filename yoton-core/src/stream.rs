@@ -1,0 +1,186 @@
+//! The byte-stream adapter: handshake and framing over any `AsyncRead` + `AsyncWrite`
+//! pair. TCP, TLS, QUIC streams and in-process pipes all go through here.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use crate::codec::PackageCodec;
+use crate::handshake::{self, HandshakeError, Hello};
+use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter};
+use crate::package::{Frame, HEADER_SIZE};
+
+/// Payloads up to this size are copied into the batch buffer; larger ones are written
+/// by reference with a vectored write.
+pub const COPY_THRESHOLD: usize = 16 * 1024;
+
+/// Initial size of the read buffer.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Most slices handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Boxed reading half of a byte stream.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// Boxed writing half of a byte stream.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Which side of the handshake this end plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The side that accepted (waits for the client's line first).
+    Host,
+    /// The side that connected (sends its line first).
+    Client,
+}
+
+/// A byte stream that a transport produced, before the handshake.
+pub struct RawStream {
+    /// Reading half.
+    pub reader: BoxRead,
+    /// Writing half.
+    pub writer: BoxWrite,
+    /// This end.
+    pub local: Endpoint,
+    /// The other end.
+    pub peer: Endpoint,
+}
+
+/// Run the handshake over a raw stream (bounded by [`handshake::HANDSHAKE_TIMEOUT`]) and
+/// turn it into a [`Link`] that decodes with a codec of `max_message_size`.
+pub async fn establish(
+    mut raw: RawStream,
+    role: Role,
+    me: Hello,
+    max_message_size: u64,
+) -> Result<Link, HandshakeError> {
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let fut = async {
+        match role {
+            Role::Host => handshake::host(&mut raw.reader, &mut raw.writer, &mut buf, me).await,
+            Role::Client => handshake::client(&mut raw.reader, &mut raw.writer, &mut buf, me).await,
+        }
+    };
+    let peer = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, fut)
+        .await
+        .map_err(|_| HandshakeError::Timeout)??;
+    Ok(Link {
+        reader: Box::new(StreamReader {
+            io: raw.reader,
+            buf,
+            codec: PackageCodec::new(max_message_size),
+        }),
+        writer: Box::new(StreamWriter {
+            io: raw.writer,
+            batch: BytesMut::with_capacity(READ_BUFFER),
+            segments: VecDeque::new(),
+        }),
+        local: raw.local,
+        peer: raw.peer,
+        peer_id: peer.id,
+        peer_pid: peer.pid,
+    })
+}
+
+/// Reads many frames per `read`; payloads are slices of the read buffer.
+pub struct StreamReader<R> {
+    io: R,
+    buf: BytesMut,
+    codec: PackageCodec,
+}
+
+#[async_trait]
+impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
+    async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
+        loop {
+            while let Some(frame) = self.codec.decode(&mut self.buf)? {
+                out.push(frame);
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(READ_BUFFER);
+            }
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return Err(LinkError::Eof);
+            }
+        }
+    }
+
+    fn partial_bytes(&self) -> u64 {
+        self.buf.len() as u64
+    }
+}
+
+/// Writes batches: small frames are copied into one buffer, large payloads go by
+/// reference in the same vectored write.
+pub struct StreamWriter<W> {
+    io: W,
+    batch: BytesMut,
+    segments: VecDeque<Bytes>,
+}
+
+impl<W: AsyncWrite + Send + Unpin> StreamWriter<W> {
+    async fn write_segments(&mut self) -> std::io::Result<()> {
+        while !self.segments.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self
+                .segments
+                .iter()
+                .take(MAX_IOV)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let mut n = self.io.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let Some(front) = self.segments.front_mut() else {
+                    break;
+                };
+                if front.len() <= n {
+                    n -= front.len();
+                    self.segments.pop_front();
+                } else {
+                    front.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Send + Unpin + 'static> LinkWriter for StreamWriter<W> {
+    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError> {
+        for frame in frames {
+            let payload = frame.payload();
+            self.batch.extend_from_slice(&frame.header());
+            if payload.len() <= COPY_THRESHOLD {
+                self.batch.extend_from_slice(payload);
+            } else if let Frame::Package(p) = frame {
+                self.segments.push_back(self.batch.split().freeze());
+                self.segments.push_back(p.payload.clone());
+            }
+        }
+        if !self.batch.is_empty() {
+            self.segments.push_back(self.batch.split().freeze());
+        }
+        if self.batch.capacity() < HEADER_SIZE * 16 {
+            self.batch.reserve(READ_BUFFER);
+        }
+        self.write_segments().await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<(), LinkError> {
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The `Transport` trait and the registry that finds a transport by address scheme.
+//!
+//! A transport turns an [`Address`] into links. Byte-stream transports return a
+//! [`RawStream`] and let core run the handshake and framing ([`crate::stream`]), so each
+//! transport crate only opens sockets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::address::Address;
+use crate::link::Endpoint;
+use crate::stream::RawStream;
+
+/// What a transport hands to core: a byte stream, before the handshake.
+pub type Incoming = RawStream;
+
+/// An error from a transport (it becomes the reason of a failed bind or connect).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+impl From<std::io::Error> for TransportError {
+    fn from(e: std::io::Error) -> Self {
+        TransportError(e.to_string())
+    }
+}
+
+/// A listening endpoint of a transport.
+#[async_trait]
+pub trait TransportListener: Send + 'static {
+    /// The address actually bound (with the real port when port 0 was asked for).
+    fn local(&self) -> Endpoint;
+    /// Wait for the next raw connection.
+    async fn accept(&mut self) -> Result<Incoming, TransportError>;
+}
+
+/// A way to reach other contexts, selected by address scheme.
+///
+/// ```
+/// use yoton_core::transport::Transport;
+/// let t = yoton_core::inproc::InprocTransport;
+/// assert_eq!(t.schemes(), &["inproc"]);
+/// ```
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// The schemes this transport serves, lower-case, e.g. `["tcp"]`.
+    fn schemes(&self) -> &'static [&'static str];
+    /// Start listening at `addr`.
+    async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError>;
+    /// One attempt to open a raw connection to `addr` (the context retries).
+    async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError>;
+}
+
+/// Transports by scheme.
+///
+/// ```
+/// use yoton_core::transport::Registry;
+/// let mut r = Registry::new();
+/// r.register(std::sync::Arc::new(yoton_core::inproc::InprocTransport));
+/// assert!(r.get("inproc").is_some());
+/// assert!(r.get("ws").is_none());
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    by_scheme: HashMap<&'static str, Arc<dyn Transport>>,
+    hints: HashMap<String, String>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry with the in-process transport.
+    pub fn with_inproc() -> Self {
+        let mut r = Self::new();
+        r.register(Arc::new(crate::inproc::InprocTransport));
+        r
+    }
+
+    /// Add (or replace) the transport for each of its schemes.
+    pub fn register(&mut self, t: Arc<dyn Transport>) {
+        for s in t.schemes() {
+            self.by_scheme.insert(s, t.clone());
+        }
+    }
+
+    /// Advice to show when `scheme` is used but not registered (e.g. "ws:// needs
+    /// the `ws` feature of yoton").
+    pub fn set_hint(&mut self, scheme: &str, hint: &str) {
+        self.hints.insert(scheme.to_owned(), hint.to_owned());
+    }
+
+    /// The transport for a scheme.
+    pub fn get(&self, scheme: &str) -> Option<Arc<dyn Transport>> {
+        self.by_scheme.get(scheme).cloned()
+    }
+
+    /// The transport for an address, or an error that names the scheme.
+    pub fn for_address(&self, addr: &Address) -> crate::Result<Arc<dyn Transport>> {
+        self.get(&addr.scheme).ok_or_else(|| crate::Error::UnknownScheme {
+            scheme: addr.scheme.clone(),
+            address: addr.to_string(),
+            hint: match self.hints.get(&addr.scheme) {
+                Some(h) => format!(": {h}"),
+                None => {
+                    let mut known: Vec<_> = self.by_scheme.keys().copied().collect();
+                    known.sort_unstable();
+                    format!("; registered: {}", known.join(", "))
+                }
+            },
+        })
+    }
+
+    /// The registered schemes, sorted.
+    pub fn schemes(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.by_scheme.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("schemes", &self.schemes()).finish()
+    }
+}
