@@ -139,8 +139,17 @@ fn parse_port(text: &str) -> Result<u16, String> {
     if text.is_empty() {
         return Err("is empty; give a number or a name".into());
     }
-    if let Ok(n) = text.trim().parse::<i64>() {
-        return u16::try_from(n).map_err(|_| format!("{n} is out of range 0..=65535"));
+    let trimmed = text.trim();
+    // Python's int() also takes '_' between digits ("1_000").
+    let plain: String = trimmed.chars().filter(|c| *c != '_').collect();
+    let underscores_ok = !trimmed.starts_with('_') && !trimmed.ends_with('_') && !trimmed.contains("__");
+    if underscores_ok {
+        if let Ok(n) = plain.parse::<i64>() {
+            return u16::try_from(n).map_err(|_| format!("{n} is out of range 0..=65535"));
+        }
+    }
+    if trimmed.chars().all(char::is_numeric) {
+        return Err(format!("`{text}`: write port numbers with ASCII digits"));
     }
     let (name, offset) = match text.split_once('+') {
         Some((name, off)) => {

@@ -1,1 +1,122 @@
-//! placeholder
+//! # yoton-tcp
+//!
+//! The TCP transport (`tcp://host:port`, also the default when an address has no
+//! scheme). It opens sockets with `TCP_NODELAY` and hands the byte stream to the
+//! shared adapter of yoton-core, which does the Python-compatible text handshake and
+//! the framing. A client that is not Yoton (say a web browser) is answered
+//! `ERROR: this is Yoton.` and a bound context keeps waiting for a real peer.
+//!
+//! ```
+//! use std::time::Duration;
+//! use yoton_core::Context;
+//!
+//! let a = Context::builder().transport(yoton_tcp::TcpTransport).build().unwrap();
+//! let b = Context::builder().transport(yoton_tcp::TcpTransport).build().unwrap();
+//! let host = a.bind("localhost:0").unwrap();
+//! let port = host.local().port;
+//! b.connect(&format!("localhost:{port}"), Duration::from_secs(2)).unwrap();
+//! host.wait_connected(Duration::from_secs(2)).unwrap();
+//! assert_eq!(host.peer_id(), b.id());
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use yoton_core::stream::RawStream;
+use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
+use yoton_core::{Address, Endpoint};
+
+/// The TCP transport.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpTransport;
+
+/// Make TCP available to every context created afterwards with `Context::new()`.
+///
+/// ```
+/// yoton_tcp::install();
+/// let ctx = yoton_core::Context::new().unwrap();
+/// assert!(ctx.registry().get("tcp").is_some());
+/// ```
+pub fn install() {
+    yoton_core::context::register_default_transport(Arc::new(TcpTransport));
+}
+
+fn endpoint(a: SocketAddr) -> Endpoint {
+    Endpoint {
+        host: a.ip().to_string(),
+        port: a.port(),
+    }
+}
+
+async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
+    let target = addr.host_port();
+    let mut found = tokio::net::lookup_host(target.as_str())
+        .await
+        .map_err(|e| TransportError(format!("cannot resolve {target}: {e}")))?;
+    let first = found.next();
+    first.ok_or_else(|| TransportError(format!("{target} resolves to no address")))
+}
+
+fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
+    stream.set_nodelay(true)?;
+    let local = endpoint(stream.local_addr()?);
+    let peer = endpoint(stream.peer_addr()?);
+    let (r, w) = stream.into_split();
+    Ok(RawStream {
+        reader: Box::new(r),
+        writer: Box::new(w),
+        local,
+        peer,
+    })
+}
+
+struct Listening {
+    listener: TcpListener,
+    local: Endpoint,
+}
+
+#[async_trait]
+impl TransportListener for Listening {
+    fn local(&self) -> Endpoint {
+        self.local.clone()
+    }
+
+    async fn accept(&mut self) -> Result<Incoming, TransportError> {
+        let (stream, _) = self.listener.accept().await?;
+        into_raw(stream)
+    }
+}
+
+#[async_trait]
+impl Transport for TcpTransport {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["tcp"]
+    }
+
+    async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
+        let sa = resolve(addr).await?;
+        let socket = if sa.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Like the reference: a port left in TIME_WAIT by an earlier run can be reused.
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(sa)
+            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+        let listener = socket.listen(1024)?;
+        let local = endpoint(listener.local_addr()?);
+        Ok(Box::new(Listening { listener, local }))
+    }
+
+    async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
+        let sa = resolve(addr).await?;
+        let stream = TcpStream::connect(sa).await?;
+        into_raw(stream)
+    }
+}
