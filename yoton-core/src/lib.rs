@@ -39,6 +39,7 @@ pub mod codec;
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod handshake;
 pub mod hash;
 pub mod inproc;
