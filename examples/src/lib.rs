@@ -1,1 +1,2 @@
-
+//! Runnable examples of yoton-rs; see `examples/` and run them with
+//! `cargo run --example NAME`.

@@ -1,13 +1,31 @@
+//! # yoton-channels
+//!
+//! The messaging patterns of yoton-rs over a [`yoton_core::Context`], whatever its
+//! transports: publish/subscribe ([`PubChannel`], [`SubChannel`], with sync mode and
+//! [`select_sub_channel`]), request/reply ([`ReqChannel`], [`RepChannel`]), state
+//! ([`StateChannel`]), and the message types
+//! ([`Text`], [`Binary`], [`Object`], [`ObjectOf`], or your own [`MessageType`]).
+//!
+//! Each channel has a blocking API (usable from a plain `fn main`, as Python Yoton
+//! users know it) and an async API (`*_async`, inside tokio); both share one
+//! implementation.
+//!
+//! * [`object`]: the Yoton object encoding (message type `obj`), a byte-exact port
+//!   of the reference's `ObjectMessageType`, with serde support.
 #![deny(missing_docs)]
-//! Channels of yoton-rs, a Rust port of the Yoton messaging library from the
-//! Pyzo IDE.
-//!
-//! For now this crate holds the message types; the channel classes follow.
-//!
-//! * [`object`]: the Yoton object encoding (message type `obj`), a
-//!   byte-exact port of the reference's `ObjectMessageType`, with serde
-//!   support.
 
+pub mod error;
+pub mod message;
 pub mod object;
+pub mod pubsub;
+mod queue;
+pub mod reqrep;
+pub mod state;
 
+pub use error::{ChannelError, Result};
+pub use message::{Binary, MessageType, Object, ObjectOf, Text};
 pub use object::{ObjectError, Value};
+pub use pubsub::{select_sub_channel, PubChannel, Selectable, SubChannel};
+pub use queue::{DiscardMode, DEFAULT_QUEUE_LEN};
+pub use reqrep::{RepChannel, RepMode, Reply, ReqChannel, Request};
+pub use state::StateChannel;

@@ -1,0 +1,638 @@
+//! Publish/subscribe (PROTOCOL.md section 6): [`PubChannel`] broadcasts, every
+//! [`SubChannel`] at the same slot in the network receives. Sync mode lets slow
+//! subscribers slow the publishers down.
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use yoton_core::{channel_slot, Context, Package, SlotGuard, SlotReceiver, SlotSender};
+
+use crate::error::{ChannelError, Result};
+use crate::message::{MessageType, Text};
+use crate::queue::{DiscardMode, Inbox, Notifier};
+
+/// Queue length above which a subscriber in sync mode says `full`.
+pub const SYNC_HWM: usize = 32;
+/// Queue length below which it says `ok` again.
+pub const SYNC_LWM: usize = 16;
+/// Longest wait of one send on a publisher that some subscriber said `full` to.
+pub const SYNC_SEND_WAIT: Duration = Duration::from_secs(1);
+/// A `full` lock expires by itself after this long.
+pub const SYNC_LOCK_EXPIRY: Duration = Duration::from_secs(10);
+/// A subscriber in sync mode repeats its status this often while it is checked.
+const SYNC_REPEAT: Duration = Duration::from_secs(4);
+
+// ---------------------------------------------------------------- publisher
+
+struct PubLock {
+    full_sources: Mutex<(HashSet<u64>, Option<Instant>)>,
+    unlocked: Notify,
+}
+
+impl SlotReceiver for PubLock {
+    fn deposit(&self, package: Package, _recv_seq: u64) {
+        let mut st = self.full_sources.lock();
+        if package.payload.as_ref() == b"full" {
+            st.0.insert(package.source_id);
+        } else {
+            st.0.remove(&package.source_id);
+        }
+        if st.0.is_empty() {
+            st.1 = None;
+            drop(st);
+            self.unlocked.notify_waiters();
+        } else {
+            st.1 = Some(Instant::now() + SYNC_LOCK_EXPIRY);
+        }
+    }
+}
+
+impl PubLock {
+    fn locked(&self) -> bool {
+        let mut st = self.full_sources.lock();
+        match st.1 {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                // Expired: forget the lock (as the reference does).
+                st.1 = None;
+                st.0.clear();
+                false
+            }
+            None => false,
+        }
+    }
+
+    async fn wait_unlocked(&self) {
+        let notified = self.unlocked.notified();
+        if self.locked() {
+            let _ = tokio::time::timeout(SYNC_SEND_WAIT, notified).await;
+        }
+    }
+}
+
+struct NoHooks;
+impl SlotSender for NoHooks {}
+
+struct PubInner {
+    ctx: Context,
+    name: String,
+    slot: u64,
+    lock: Arc<PubLock>,
+    closed: AtomicBool,
+    guards: Mutex<Vec<SlotGuard>>,
+}
+
+/// The sending end of publish/subscribe. Cheap to clone.
+///
+/// ```
+/// use std::time::Duration;
+/// use yoton_core::Context;
+/// use yoton_channels::{PubChannel, SubChannel, Text};
+///
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let publisher = PubChannel::<Text>::new(&a, "news").unwrap();
+/// let subscriber = SubChannel::<Text>::new(&b, "news").unwrap();
+/// a.bind("inproc://pubsub-doc").unwrap();
+/// b.connect("inproc://pubsub-doc", Duration::from_secs(1)).unwrap();
+/// publisher.send("hello".to_string()).unwrap();
+/// let got = subscriber.recv_timeout(Duration::from_secs(2)).unwrap();
+/// assert_eq!(got.as_deref(), Some("hello"));
+/// ```
+pub struct PubChannel<M: MessageType = Text> {
+    inner: Arc<PubInner>,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M: MessageType> Clone for PubChannel<M> {
+    fn clone(&self) -> Self {
+        PubChannel {
+            inner: self.inner.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<M: MessageType> std::fmt::Debug for PubChannel<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PubChannel({}.{}.pub-sub)", self.inner.name, M::NAME)
+    }
+}
+
+impl<M: MessageType> PubChannel<M> {
+    /// A publisher at slot `name` (the slot string is `name.TYPE.pub-sub`).
+    pub fn new(ctx: &Context, name: &str) -> Result<Self> {
+        let slot = channel_slot(name, M::NAME, "pub-sub");
+        let control = channel_slot(name, M::NAME, "sub-pub");
+        let lock = Arc::new(PubLock {
+            full_sources: Mutex::new((HashSet::new(), None)),
+            unlocked: Notify::new(),
+        });
+        let g1 = ctx.register_sender(slot, &format!("{name}.{}.pub-sub", M::NAME), Arc::new(NoHooks))?;
+        let g2 = ctx.register_receiver(control, &format!("{name}.{}.sub-pub", M::NAME), lock.clone())?;
+        Ok(PubChannel {
+            inner: Arc::new(PubInner {
+                ctx: ctx.clone(),
+                name: name.to_owned(),
+                slot,
+                lock,
+                closed: AtomicBool::new(false),
+                guards: Mutex::new(vec![g1, g2]),
+            }),
+            _m: PhantomData,
+        })
+    }
+
+    fn package(&self, message: M::Message) -> Result<Option<Package>> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(ChannelError::Closed("pub", self.inner.name.clone()));
+        }
+        let payload = M::encode(message)?;
+        if payload.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Package::new(self.inner.slot, payload)))
+    }
+
+    /// Publish a message (blocking style). Waits up to 1 s while a subscriber in sync
+    /// mode is full, and up to 1 s for room in full send queues. An empty message is
+    /// not sent.
+    pub fn send(&self, message: M::Message) -> Result<()> {
+        let Some(p) = self.package(message)? else {
+            return Ok(());
+        };
+        if self.inner.lock.locked() {
+            self.inner
+                .ctx
+                .block_on("send", self.inner.lock.wait_unlocked())?;
+        }
+        Ok(self.inner.ctx.send(p)?)
+    }
+
+    /// Publish a message (async style); the same waits as [`PubChannel::send`].
+    pub async fn send_async(&self, message: M::Message) -> Result<()> {
+        let Some(p) = self.package(message)? else {
+            return Ok(());
+        };
+        self.inner.lock.wait_unlocked().await;
+        Ok(self.inner.ctx.send_async(p).await?)
+    }
+
+    /// Whether some subscriber in sync mode asked this publisher to slow down.
+    pub fn is_throttled(&self) -> bool {
+        self.inner.lock.locked()
+    }
+
+    /// The base slot name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The context this channel sends through.
+    pub fn context(&self) -> &Context {
+        &self.inner.ctx
+    }
+
+    /// Unregister the channel; later sends fail.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.guards.lock().clear();
+    }
+}
+
+// ---------------------------------------------------------------- subscriber
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum QueueStatus {
+    Off,
+    Ok,
+    Full,
+}
+
+struct SyncState {
+    status: QueueStatus,
+    repeat_at: Instant,
+}
+
+struct SubShared {
+    ctx: Context,
+    name: String,
+    out_slot: u64,
+    inbox: Inbox,
+    notifier: Arc<Notifier>,
+    sync: Mutex<SyncState>,
+    check_posted: AtomicBool,
+    invalid: std::sync::atomic::AtomicU64,
+    ref_seq: std::sync::atomic::AtomicU64,
+}
+
+impl SubShared {
+    /// Sync mode: tell publishers `full` above the high-water mark and `ok` below
+    /// the low-water mark (and repeat the status every few seconds).
+    fn check_queue_status(&self) {
+        let send = {
+            let mut st = self.sync.lock();
+            if st.status == QueueStatus::Off {
+                return;
+            }
+            let n = self.inbox.len();
+            let now = Instant::now();
+            let mut send = None;
+            if n > SYNC_HWM && st.status == QueueStatus::Ok {
+                st.status = QueueStatus::Full;
+                send = Some("full");
+            } else if n < SYNC_LWM && st.status == QueueStatus::Full {
+                st.status = QueueStatus::Ok;
+                send = Some("ok");
+            } else if now >= st.repeat_at {
+                send = Some(if st.status == QueueStatus::Full { "full" } else { "ok" });
+            }
+            if send.is_some() {
+                st.repeat_at = now + SYNC_REPEAT;
+            }
+            send
+        };
+        if let Some(text) = send {
+            self.send_control(text);
+        }
+    }
+
+    fn send_control(&self, text: &'static str) {
+        if self.ctx.connection_count() == 0 {
+            return;
+        }
+        let p = Package::new(self.out_slot, text);
+        if let Err(e) = self.ctx.send_now(p) {
+            tracing::debug!(channel = %self.name, error = %e, "could not send sync status");
+        }
+    }
+}
+
+struct SubSink {
+    shared: std::sync::Weak<SubShared>,
+}
+
+impl SlotReceiver for SubSink {
+    fn deposit(&self, package: Package, recv_seq: u64) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let n = shared.inbox.push(package, recv_seq);
+        let rt = shared.ctx.runtime().clone();
+        shared.notifier.arrived(&rt);
+        // Sync mode: the status message is sent from a task (never inside the router).
+        let sync_on = shared.sync.lock().status != QueueStatus::Off;
+        if sync_on && n > SYNC_HWM && !shared.check_posted.swap(true, Ordering::AcqRel) {
+            let s = shared.clone();
+            rt.spawn(async move {
+                s.check_posted.store(false, Ordering::Release);
+                s.check_queue_status();
+            });
+        }
+    }
+}
+
+/// The receiving end of publish/subscribe. Cheap to clone.
+///
+/// Receiving: [`recv`](SubChannel::recv) (blocks), [`recv_timeout`](SubChannel::recv_timeout),
+/// [`try_recv`](SubChannel::try_recv) (never blocks), [`recv_async`](SubChannel::recv_async),
+/// [`recv_all`](SubChannel::recv_all), and iteration over pending messages.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use yoton_core::Context;
+/// use yoton_channels::{PubChannel, SubChannel, Text};
+///
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let publisher = PubChannel::<Text>::new(&a, "feed").unwrap();
+/// let sub = SubChannel::<Text>::new(&b, "feed").unwrap();
+/// a.bind_async("inproc://sub-doc").await.unwrap();
+/// b.connect_async("inproc://sub-doc", Duration::from_secs(1)).await.unwrap();
+/// for m in ["a", "b", "c"] {
+///     publisher.send_async(m.to_string()).await.unwrap();
+/// }
+/// assert_eq!(sub.recv_async().await.unwrap(), "a");
+/// a.flush_async(Duration::from_secs(1)).await.unwrap();
+/// while sub.pending() < 2 { tokio::time::sleep(Duration::from_millis(5)).await; }
+/// assert_eq!(sub.iter().collect::<Vec<_>>(), vec!["b", "c"]);
+/// # });
+/// ```
+pub struct SubChannel<M: MessageType = Text> {
+    shared: Arc<SubShared>,
+    guards: Arc<Mutex<Vec<SlotGuard>>>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M: MessageType> Clone for SubChannel<M> {
+    fn clone(&self) -> Self {
+        SubChannel {
+            shared: self.shared.clone(),
+            guards: self.guards.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<M: MessageType> std::fmt::Debug for SubChannel<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SubChannel({}.{}.pub-sub, {} pending)",
+            self.shared.name,
+            M::NAME,
+            self.pending()
+        )
+    }
+}
+
+impl<M: MessageType> SubChannel<M> {
+    /// A subscriber at slot `name` (it receives on `name.TYPE.pub-sub`).
+    pub fn new(ctx: &Context, name: &str) -> Result<Self> {
+        let in_slot = channel_slot(name, M::NAME, "pub-sub");
+        let out_slot = channel_slot(name, M::NAME, "sub-pub");
+        let shared = Arc::new(SubShared {
+            ctx: ctx.clone(),
+            name: name.to_owned(),
+            out_slot,
+            inbox: Inbox::new(),
+            notifier: Notifier::new(),
+            sync: Mutex::new(SyncState {
+                status: QueueStatus::Off,
+                repeat_at: Instant::now(),
+            }),
+            check_posted: AtomicBool::new(false),
+            invalid: Default::default(),
+            ref_seq: Default::default(),
+        });
+        let g1 = ctx.register_receiver(
+            in_slot,
+            &format!("{name}.{}.pub-sub", M::NAME),
+            Arc::new(SubSink {
+                shared: Arc::downgrade(&shared),
+            }),
+        )?;
+        let g2 = ctx.register_sender(out_slot, &format!("{name}.{}.sub-pub", M::NAME), Arc::new(NoHooks))?;
+        Ok(SubChannel {
+            shared,
+            guards: Arc::new(Mutex::new(vec![g1, g2])),
+            _m: PhantomData,
+        })
+    }
+
+    fn decode(&self, p: Package) -> Option<M::Message> {
+        match M::decode(p.payload) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.shared.invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(channel = %self.shared.name, error = %e, "dropped a message that does not decode");
+                None
+            }
+        }
+    }
+
+    /// The next message, without waiting (None when none is pending).
+    pub fn try_recv(&self) -> Option<M::Message> {
+        self.shared.check_queue_status();
+        while let Some((p, _)) = self.shared.inbox.pop() {
+            if let Some(m) = self.decode(p) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// The next message, waiting as long as it takes. Errors when the channel is
+    /// closed, or when called on a current-thread tokio runtime (use
+    /// [`SubChannel::recv_async`] there).
+    pub fn recv(&self) -> Result<M::Message> {
+        self.recv_inner(None)?
+            .ok_or_else(|| ChannelError::Closed("sub", self.shared.name.clone()))
+    }
+
+    /// The next message, waiting at most `timeout`: `Ok(None)` when nothing came.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<M::Message>> {
+        self.recv_inner(Some(timeout))
+    }
+
+    fn recv_inner(&self, timeout: Option<Duration>) -> Result<Option<M::Message>> {
+        if let Some(m) = self.try_recv() {
+            return Ok(Some(m));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let got = self
+                .shared
+                .ctx
+                .block_on("recv", self.shared.inbox.pop_timeout(left))?;
+            self.shared.check_queue_status();
+            match got {
+                Some((p, _)) => {
+                    if let Some(m) = self.decode(p) {
+                        return Ok(Some(m));
+                    }
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next message (async). Errors once the channel is closed and drained.
+    pub async fn recv_async(&self) -> Result<M::Message> {
+        loop {
+            let Some((p, _)) = self.shared.inbox.pop_wait().await else {
+                return Err(ChannelError::Closed("sub", self.shared.name.clone()));
+            };
+            self.shared.check_queue_status();
+            if let Some(m) = self.decode(p) {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Every pending message, at once.
+    pub fn recv_all(&self) -> Vec<M::Message> {
+        let all = self.shared.inbox.drain();
+        self.shared.check_queue_status();
+        all.into_iter().filter_map(|(p, _)| self.decode(p)).collect()
+    }
+
+    /// An iterator over the pending messages (it ends when none is pending).
+    pub fn iter(&self) -> impl Iterator<Item = M::Message> + '_ {
+        std::iter::from_fn(move || self.try_recv())
+    }
+
+    /// Number of pending messages.
+    pub fn pending(&self) -> usize {
+        self.shared.inbox.len()
+    }
+
+    /// Limit the queue to `max_len` messages; when full, `mode` says which one is
+    /// dropped (default: 10,000, drop the oldest). Drops are counted in
+    /// [`SubChannel::discarded`].
+    pub fn set_queue_limit(&self, max_len: usize, mode: DiscardMode) {
+        self.shared.inbox.set_limit(max_len, mode);
+    }
+
+    /// Messages dropped because the queue was full.
+    pub fn discarded(&self) -> u64 {
+        self.shared.inbox.discarded()
+    }
+
+    /// Messages dropped because they did not decode as the channel's type.
+    pub fn invalid(&self) -> u64 {
+        self.shared.invalid.load(Ordering::Relaxed)
+    }
+
+    /// Sync mode: when more than 32 messages are pending, ask the publishers to wait
+    /// (each of their sends waits up to 1 s) until fewer than 16 are.
+    pub fn set_sync_mode(&self, on: bool) {
+        let was_full = {
+            let mut st = self.shared.sync.lock();
+            let was_full = st.status == QueueStatus::Full;
+            st.status = if on { QueueStatus::Ok } else { QueueStatus::Off };
+            st.repeat_at = Instant::now() + SYNC_REPEAT;
+            was_full
+        };
+        if was_full {
+            self.shared.send_control("ok");
+        }
+    }
+
+    /// Whether sync mode is on.
+    pub fn sync_mode(&self) -> bool {
+        self.shared.sync.lock().status != QueueStatus::Off
+    }
+
+    /// Call `f` when messages arrived (coalesced: many arrivals may give one call). It
+    /// runs on a runtime thread; keep it short.
+    pub fn on_received(&self, f: impl Fn(&SubChannel<M>) + Send + Sync + 'static) {
+        let weak = Arc::downgrade(&self.shared);
+        let guards = Arc::downgrade(&self.guards);
+        self.shared.notifier.add(Box::new(move || {
+            if let (Some(shared), Some(guards)) = (weak.upgrade(), guards.upgrade()) {
+                f(&SubChannel {
+                    shared,
+                    guards,
+                    _m: PhantomData,
+                })
+            }
+        }));
+    }
+
+    /// The `received` signal of the event system (emitted through the event loop,
+    /// coalesced like [`SubChannel::on_received`]).
+    pub fn received(&self) -> &yoton_core::events::Signal<()> {
+        self.shared.notifier.signal()
+    }
+
+    /// An async stream that yields once per (coalesced) arrival notification.
+    pub fn received_stream(&self) -> impl futures_util::Stream<Item = ()> {
+        let rx = self.shared.notifier.subscribe();
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some(((), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        })
+    }
+
+    /// The base slot name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Unregister the channel; pending messages can still be read, then receiving
+    /// returns None.
+    pub fn close(&self) {
+        self.guards.lock().clear();
+        self.shared.inbox.close();
+    }
+
+    /// Whether the channel was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.inbox.is_closed()
+    }
+
+    /// Messages that arrived before the first pending message of every other channel
+    /// given to the last [`select_sub_channel`] call that selected this channel.
+    pub fn recv_selected(&self) -> Vec<M::Message> {
+        let upto = self.shared.ref_seq.load(Ordering::Relaxed);
+        let got = self.shared.inbox.drain_upto(upto);
+        self.shared.check_queue_status();
+        got.into_iter().filter_map(|(p, _)| self.decode(p)).collect()
+    }
+}
+
+/// Something [`select_sub_channel`] can choose from (every [`SubChannel`]).
+pub trait Selectable {
+    /// (first pending receive sequence, last pending + 1), or None.
+    fn pending_seqs(&self) -> Option<(u64, u64)>;
+    /// Remember the bound for the next `recv_selected`.
+    fn set_ref_seq(&self, seq: u64);
+}
+
+impl<M: MessageType> Selectable for SubChannel<M> {
+    fn pending_seqs(&self) -> Option<(u64, u64)> {
+        self.shared.inbox.pending_seqs()
+    }
+    fn set_ref_seq(&self, seq: u64) {
+        self.shared.ref_seq.store(seq, Ordering::Relaxed);
+    }
+}
+
+/// Of the given subscribers (all of one context), the index of the one holding the
+/// oldest pending message, or None when none has any. Then call that channel's
+/// [`SubChannel::recv_selected`] to get its messages older than every other
+/// channel's first pending one: repeating this merges the channels in the original
+/// receive order.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use yoton_core::Context;
+/// use yoton_channels::{select_sub_channel, PubChannel, SubChannel, Text};
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let (p1, p2) = (PubChannel::<Text>::new(&a, "one").unwrap(), PubChannel::<Text>::new(&a, "two").unwrap());
+/// let (s1, s2) = (SubChannel::<Text>::new(&b, "one").unwrap(), SubChannel::<Text>::new(&b, "two").unwrap());
+/// a.bind_async("inproc://select-doc").await.unwrap();
+/// b.connect_async("inproc://select-doc", Duration::from_secs(1)).await.unwrap();
+/// for (i, p) in [&p1, &p2, &p2, &p1].iter().enumerate() {
+///     p.send_async(format!("m{i}")).await.unwrap();
+/// }
+/// while s1.pending() + s2.pending() < 4 { tokio::time::sleep(Duration::from_millis(5)).await; }
+/// let mut merged = vec![];
+/// while let Some(i) = select_sub_channel(&[&s1, &s2]) {
+///     merged.extend(if i == 0 { s1.recv_selected() } else { s2.recv_selected() });
+/// }
+/// assert_eq!(merged, ["m0", "m1", "m2", "m3"]);
+/// # });
+/// ```
+pub fn select_sub_channel(channels: &[&dyn Selectable]) -> Option<usize> {
+    let mut first: Option<(usize, u64)> = None;
+    let mut bound = u64::MAX;
+    for (i, ch) in channels.iter().enumerate() {
+        let Some((seq1, seq2)) = ch.pending_seqs() else { continue };
+        match first {
+            Some((_, best)) if seq1 >= best => bound = bound.min(seq1),
+            Some((_, best)) => {
+                bound = bound.min(best).min(seq2);
+                first = Some((i, seq1));
+            }
+            None => {
+                bound = bound.min(seq2);
+                first = Some((i, seq1));
+            }
+        }
+    }
+    let (i, _) = first?;
+    // Messages strictly older than every other channel's first pending one.
+    channels.get(i)?.set_ref_seq(bound.saturating_sub(1));
+    Some(i)
+}

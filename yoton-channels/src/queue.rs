@@ -1,0 +1,198 @@
+//! The incoming queue of a channel: bounded, with a discard policy and a counter of
+//! discarded messages, waited on by blocking and async receivers alike, plus the
+//! coalesced `received` notification.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Notify};
+use yoton_core::Package;
+
+/// Default maximum queue length (the reference's).
+pub const DEFAULT_QUEUE_LEN: usize = 10_000;
+
+/// What a full queue drops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiscardMode {
+    /// Drop the oldest queued message to make room (the default, as in the reference).
+    #[default]
+    Old,
+    /// Drop the message that just arrived.
+    New,
+}
+
+struct State {
+    q: VecDeque<(Package, u64)>,
+    max_len: usize,
+    mode: DiscardMode,
+    closed: bool,
+}
+
+/// A bounded queue of received packages with their receive sequence numbers.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    notify: Notify,
+    discarded: AtomicU64,
+}
+
+impl Inbox {
+    pub(crate) fn new() -> Self {
+        Inbox {
+            state: Mutex::new(State {
+                q: VecDeque::new(),
+                max_len: DEFAULT_QUEUE_LEN,
+                mode: DiscardMode::Old,
+                closed: false,
+            }),
+            notify: Notify::new(),
+            discarded: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set_limit(&self, max_len: usize, mode: DiscardMode) {
+        let mut st = self.state.lock();
+        st.max_len = max_len.max(1);
+        st.mode = mode;
+        while st.q.len() > st.max_len {
+            st.q.pop_front();
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queue a package; returns the queue length afterwards.
+    pub(crate) fn push(&self, p: Package, seq: u64) -> usize {
+        let mut st = self.state.lock();
+        if st.q.len() >= st.max_len {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            match st.mode {
+                DiscardMode::Old => {
+                    st.q.pop_front();
+                }
+                DiscardMode::New => return st.q.len(),
+            }
+        }
+        st.q.push_back((p, seq));
+        let n = st.q.len();
+        drop(st);
+        self.notify.notify_one();
+        n
+    }
+
+    pub(crate) fn pop(&self) -> Option<(Package, u64)> {
+        self.state.lock().q.pop_front()
+    }
+
+    pub(crate) fn drain(&self) -> Vec<(Package, u64)> {
+        self.state.lock().q.drain(..).collect()
+    }
+
+    /// Pop the leading packages whose receive sequence is at most `seq`.
+    pub(crate) fn drain_upto(&self, seq: u64) -> Vec<(Package, u64)> {
+        let mut st = self.state.lock();
+        let n = st.q.iter().take_while(|(_, s)| *s <= seq).count();
+        st.q.drain(..n).collect()
+    }
+
+    /// (first pending receive sequence, last pending + 1).
+    pub(crate) fn pending_seqs(&self) -> Option<(u64, u64)> {
+        let st = self.state.lock();
+        Some((st.q.front()?.1, st.q.back()?.1 + 1))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().q.len()
+    }
+
+    pub(crate) fn discarded(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Wait for a package; None once the queue is closed and empty.
+    pub(crate) async fn pop_wait(&self) -> Option<(Package, u64)> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut st = self.state.lock();
+                if let Some(x) = st.q.pop_front() {
+                    return Some(x);
+                }
+                if st.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Like [`Inbox::pop_wait`], bounded by `timeout` (None: forever).
+    pub(crate) async fn pop_timeout(&self, timeout: Option<Duration>) -> Option<(Package, u64)> {
+        match timeout {
+            None => self.pop_wait().await,
+            Some(t) => tokio::time::timeout(t, self.pop_wait()).await.ok().flatten(),
+        }
+    }
+}
+
+type Callback = Box<dyn Fn() + Send + Sync>;
+
+/// The coalesced `received` notification: many arrivals may give one emission; the
+/// callbacks run on a runtime task, never inside the router.
+pub(crate) struct Notifier {
+    posted: AtomicBool,
+    callbacks: Mutex<Vec<Arc<Callback>>>,
+    tx: broadcast::Sender<()>,
+    signal: yoton_core::events::Signal<()>,
+}
+
+impl Notifier {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Notifier {
+            posted: AtomicBool::new(false),
+            callbacks: Mutex::new(Vec::new()),
+            tx: broadcast::channel(16).0,
+            signal: yoton_core::events::Signal::new(),
+        })
+    }
+
+    pub(crate) fn add(&self, f: Callback) {
+        self.callbacks.lock().push(Arc::new(f));
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn signal(&self) -> &yoton_core::events::Signal<()> {
+        &self.signal
+    }
+
+    /// Something arrived: emit once for everything that arrives until the emission ran.
+    pub(crate) fn arrived(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        if self.posted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        rt.spawn(async move {
+            me.posted.store(false, Ordering::Release);
+            let callbacks: Vec<Arc<Callback>> = me.callbacks.lock().clone();
+            for cb in callbacks {
+                cb();
+            }
+            let _ = me.tx.send(());
+            me.signal.emit(());
+        });
+    }
+}

@@ -1,0 +1,1109 @@
+//! Request/reply with load balancing (PROTOCOL.md section 6), exactly as on the wire:
+//!
+//! 1. the requester broadcasts the text `req?` (dest_seq = 2**63 + id) every 0.5 s;
+//! 2. a replier that is not busy answers `req!` to the requester, one at a time;
+//! 3. the first `req!` wins: the requester sends the obj-encoded
+//!    `(method, args, kwargs)` to that replier (dest_seq = id) and broadcasts `req-`
+//!    so the others forget it; cancelling also broadcasts `req-`;
+//! 4. the replier answers with the obj-encoded result, or the tuple
+//!    `("yoton_ERROR_HANDLING_REQUEST", text)` when the method fails or is unknown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::Notify;
+use yoton_core::{channel_slot, Context, Package, SlotGuard, SlotReceiver, SlotSender};
+
+use crate::error::{ChannelError, Result};
+use crate::message::{MessageType, Object};
+use crate::object::{self, Value};
+use crate::queue::Inbox;
+
+/// Offset of the dest_seq of control messages (`req?`, `req!`, `req-`).
+pub const REQREP_SEQ_REF: u64 = 1 << 63;
+/// First item of the reply tuple that carries an error.
+pub const ERROR_OBJECT: &str = "yoton_ERROR_HANDLING_REQUEST";
+/// Default auto-cancel time-out of a request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an unanswered `req?` is repeated.
+const RESEND_INTERVAL: Duration = Duration::from_millis(500);
+/// A replier forgets an acknowledged pre-request after this long.
+const PRE_REQUEST_EXPIRY: Duration = Duration::from_secs(10);
+
+struct NoHooks;
+impl SlotSender for NoHooks {}
+
+struct Sink(Weak<Inbox>, Arc<Notify>);
+impl SlotReceiver for Sink {
+    fn deposit(&self, package: Package, recv_seq: u64) {
+        if let Some(inbox) = self.0.upgrade() {
+            inbox.push(package, recv_seq);
+            self.1.notify_one();
+        }
+    }
+}
+
+// =================================================================== requester
+
+#[derive(Debug, Clone)]
+enum Status {
+    Waiting,
+    Running,
+    Cancelled,
+    Failed(String),
+    Done(Value),
+}
+
+type DoneCallback = Box<dyn FnOnce(&Reply) + Send>;
+
+struct ReplyState {
+    id: u64,
+    request: Bytes,
+    status: Mutex<Status>,
+    replier: AtomicU64,
+    first_sent: Instant,
+    next_send: Mutex<Instant>,
+    auto_cancel: Mutex<Duration>,
+    callbacks: Mutex<Vec<DoneCallback>>,
+    done: Notify,
+    channel: Weak<ReqShared>,
+}
+
+/// The handle of one request: a future of its reply, usable blocking
+/// ([`Reply::result`]) and async (`.await`).
+///
+/// ```
+/// use std::time::Duration;
+/// use yoton_core::Context;
+/// use yoton_channels::{ReqChannel, RepChannel, RepMode, Value};
+///
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let rep = RepChannel::new(&a, "calc").unwrap();
+/// rep.handle("add", |(x, y): (i64, i64)| Ok::<_, String>(x + y));
+/// rep.set_mode(RepMode::Thread);
+/// let req = ReqChannel::new(&b, "calc").unwrap();
+/// a.bind("inproc://reqrep-doc").unwrap();
+/// b.connect("inproc://reqrep-doc", Duration::from_secs(1)).unwrap();
+/// let reply = req.call("add", (2, 3)).unwrap();
+/// assert_eq!(reply.result(Duration::from_secs(5)).unwrap(), Value::Int(5));
+/// ```
+#[derive(Clone)]
+pub struct Reply {
+    state: Arc<ReplyState>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("id", &self.state.id)
+            .field("status", &*self.state.status.lock())
+            .finish()
+    }
+}
+
+impl Reply {
+    /// The request number (1, 2, ... per requester channel).
+    pub fn id(&self) -> u64 {
+        self.state.id
+    }
+
+    /// Done: cancelled, failed or answered.
+    pub fn done(&self) -> bool {
+        matches!(
+            *self.state.status.lock(),
+            Status::Cancelled | Status::Failed(_) | Status::Done(_)
+        )
+    }
+
+    /// A replier took the request and works on it.
+    pub fn running(&self) -> bool {
+        matches!(*self.state.status.lock(), Status::Running)
+    }
+
+    /// The request was cancelled (by [`Reply::cancel`] or its auto-cancel time-out).
+    pub fn cancelled(&self) -> bool {
+        matches!(*self.state.status.lock(), Status::Cancelled)
+    }
+
+    /// The context id of the replier that took the request (0 until one did).
+    pub fn replier(&self) -> u64 {
+        self.state.replier.load(Ordering::Relaxed)
+    }
+
+    /// Cancel the request unless a replier already runs it; true when it is (now)
+    /// cancelled or already done, false when it is running.
+    pub fn cancel(&self) -> bool {
+        let mut st = self.state.status.lock();
+        match *st {
+            Status::Running => false,
+            Status::Waiting => {
+                *st = Status::Cancelled;
+                drop(st);
+                if let Some(ch) = self.state.channel.upgrade() {
+                    ch.send_control("req-", 0, self.state.id);
+                }
+                self.finish();
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Change the auto-cancel time-out (counted from the first `req?`).
+    pub fn set_auto_cancel_timeout(&self, timeout: Duration) {
+        *self.state.auto_cancel.lock() = timeout;
+    }
+
+    /// Call `f` once the reply is done (at once if it already is). It runs on the
+    /// thread that completes the reply; keep it short.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Reply) + Send + 'static) {
+        if self.done() {
+            f(self);
+        } else {
+            self.state.callbacks.lock().push(Box::new(f));
+            // It may have completed in between.
+            if self.done() {
+                self.run_callbacks();
+            }
+        }
+    }
+
+    fn run_callbacks(&self) {
+        let cbs: Vec<DoneCallback> = self.state.callbacks.lock().drain(..).collect();
+        for cb in cbs {
+            cb(self);
+        }
+    }
+
+    fn finish(&self) {
+        self.state.done.notify_waiters();
+        self.run_callbacks();
+    }
+
+    fn outcome(&self) -> Option<Result<Value>> {
+        match &*self.state.status.lock() {
+            Status::Waiting | Status::Running => None,
+            Status::Cancelled => Some(Err(ChannelError::Cancelled)),
+            Status::Failed(e) => Some(Err(ChannelError::Remote(e.clone()))),
+            Status::Done(v) => Some(Ok(v.clone())),
+        }
+    }
+
+    async fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
+        let fut = async {
+            loop {
+                let notified = self.state.done.notified();
+                if let Some(r) = self.outcome() {
+                    return r;
+                }
+                notified.await;
+            }
+        };
+        match timeout {
+            None => Some(fut.await),
+            Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        }
+    }
+
+    fn block(&self, timeout: Duration) -> Result<Option<Result<Value>>> {
+        let ch = self
+            .state
+            .channel
+            .upgrade()
+            .ok_or(ChannelError::Cancelled)?;
+        Ok(ch.ctx.block_on("result", self.wait(Some(timeout)))?)
+    }
+
+    /// Wait up to `timeout` for the reply (blocking). Errors: `Timeout`, `Cancelled`,
+    /// or `Remote` with the replier's error text.
+    pub fn result(&self, timeout: Duration) -> Result<Value> {
+        self.block(timeout)?
+            .unwrap_or(Err(ChannelError::Timeout(timeout)))
+    }
+
+    /// Like [`Reply::result`], deserialized into `T`.
+    pub fn result_as<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        let v = self.result(timeout)?;
+        object::from_value(v).map_err(|e| ChannelError::Message {
+            action: "decode",
+            type_name: "obj",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Wait up to `timeout`; on success the value, otherwise cancel and None.
+    pub fn result_or_cancel(&self, timeout: Duration) -> Option<Value> {
+        match self.block(timeout) {
+            Ok(Some(Ok(v))) => Some(v),
+            _ => {
+                self.cancel();
+                None
+            }
+        }
+    }
+
+    /// The remote error text, None when the request succeeded; errors when it did
+    /// not finish within `timeout` or was cancelled.
+    pub fn exception(&self, timeout: Duration) -> Result<Option<String>> {
+        match self.block(timeout)? {
+            None => Err(ChannelError::Timeout(timeout)),
+            Some(Ok(_)) => Ok(None),
+            Some(Err(ChannelError::Remote(e))) => Ok(Some(e)),
+            Some(Err(e)) => Err(e),
+        }
+    }
+}
+
+impl Future for Reply {
+    type Output = Result<Value>;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let me = self.get_mut();
+        if let Some(r) = me.outcome() {
+            return Poll::Ready(r);
+        }
+        // Register interest, then re-check (the reply may complete in between).
+        let notified = me.state.done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(r) = me.outcome() {
+            return Poll::Ready(r);
+        }
+        match notified.poll(cx) {
+            Poll::Ready(()) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Pending => {
+                // The Notified future is dropped here; keep the waker alive through a
+                // watcher task instead.
+                let state = me.state.clone();
+                let waker = cx.waker().clone();
+                tokio::spawn(async move {
+                    let n = state.done.notified();
+                    tokio::pin!(n);
+                    n.as_mut().enable();
+                    let done = matches!(
+                        *state.status.lock(),
+                        Status::Cancelled | Status::Failed(_) | Status::Done(_)
+                    );
+                    if !done {
+                        n.await;
+                    }
+                    waker.wake();
+                });
+                Poll::Pending
+            }
+        }
+    }
+}
+
+struct ReqShared {
+    ctx: Context,
+    name: String,
+    slot: u64,
+    counter: AtomicU64,
+    items: Mutex<HashMap<u64, Reply>>,
+    default_timeout: Mutex<Duration>,
+    inbox: Arc<Inbox>,
+    wake: Arc<Notify>,
+    closed: AtomicBool,
+    guards: Mutex<Vec<SlotGuard>>,
+}
+
+impl ReqShared {
+    fn send_control(&self, text: &'static str, dest_id: u64, id: u64) {
+        let p = Package::new(self.slot, text).to(dest_id, REQREP_SEQ_REF + id);
+        if let Err(e) = self.ctx.send_now(p) {
+            tracing::debug!(channel = %self.name, error = %e, "could not send {text}");
+        }
+    }
+
+    /// Repeat `req?` for unanswered requests; auto-cancel the old ones.
+    fn resend(&self) {
+        let now = Instant::now();
+        let items: Vec<Reply> = self.items.lock().values().cloned().collect();
+        for r in items {
+            let waiting = matches!(*r.state.status.lock(), Status::Waiting);
+            if !waiting {
+                if r.cancelled() {
+                    self.items.lock().remove(&r.state.id);
+                }
+                continue;
+            }
+            if now > r.state.first_sent + *r.state.auto_cancel.lock() {
+                r.cancel();
+                self.items.lock().remove(&r.state.id);
+            } else {
+                let mut next = r.state.next_send.lock();
+                if now > *next {
+                    *next = now + RESEND_INTERVAL;
+                    drop(next);
+                    self.send_control("req?", 0, r.state.id);
+                }
+            }
+        }
+    }
+
+    fn handle(&self, p: Package) {
+        if p.dest_id == 0 || p.dest_id != self.ctx.id() {
+            return; // only packages directed at us
+        }
+        if p.dest_seq > REQREP_SEQ_REF {
+            // `req!` from a replier that is ready for request `id`.
+            let id = p.dest_seq - REQREP_SEQ_REF;
+            let Some(r) = self.items.lock().get(&id).cloned() else { return };
+            if r.state.replier.load(Ordering::Relaxed) != 0 {
+                return;
+            }
+            {
+                let mut st = r.state.status.lock();
+                if !matches!(*st, Status::Waiting) {
+                    return;
+                }
+                *st = Status::Running;
+            }
+            r.state.replier.store(p.source_id, Ordering::Relaxed);
+            let request = Package::new(self.slot, r.state.request.clone()).to(p.source_id, id);
+            if let Err(e) = self.ctx.send_now(request) {
+                tracing::debug!(channel = %self.name, error = %e, "could not send request");
+            }
+            self.send_control("req-", 0, id);
+        } else if p.dest_seq > 0 {
+            let Some(r) = self.items.lock().remove(&p.dest_seq) else { return };
+            let outcome = match Object::decode(p.payload) {
+                Ok(Value::Tuple(t)) if is_error(&t) => {
+                    Status::Failed(t.get(1).map(value_text).unwrap_or_default())
+                }
+                Ok(v) => Status::Done(v),
+                Err(e) => Status::Failed(format!("reply does not decode: {e}")),
+            };
+            *r.state.status.lock() = outcome;
+            r.finish();
+        }
+    }
+}
+
+fn is_error(t: &[Value]) -> bool {
+    t.len() == 2 && matches!(t.first(), Some(Value::Str(s)) if s == ERROR_OBJECT)
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The requesting end of request/reply. Cheap to clone. Its message type is always
+/// `obj`.
+///
+/// Call a remote method with [`ReqChannel::call`] (positional arguments) or
+/// [`ReqChannel::call_kw`] (positional and keyword arguments); any serde type that
+/// maps onto the object encoding can be an argument.
+#[derive(Clone)]
+pub struct ReqChannel {
+    shared: Arc<ReqShared>,
+}
+
+impl std::fmt::Debug for ReqChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReqChannel({}.obj.req-rep)", self.shared.name)
+    }
+}
+
+impl ReqChannel {
+    /// A requester at slot `name` (`name.obj.req-rep`).
+    pub fn new(ctx: &Context, name: &str) -> Result<Self> {
+        let slot = channel_slot(name, "obj", "req-rep");
+        let in_slot = channel_slot(name, "obj", "rep-req");
+        let inbox = Arc::new(Inbox::new());
+        let wake = Arc::new(Notify::new());
+        let g1 = ctx.register_sender(slot, &format!("{name}.obj.req-rep"), Arc::new(NoHooks))?;
+        let g2 = ctx.register_receiver(
+            in_slot,
+            &format!("{name}.obj.rep-req"),
+            Arc::new(Sink(Arc::downgrade(&inbox), wake.clone())),
+        )?;
+        let shared = Arc::new(ReqShared {
+            ctx: ctx.clone(),
+            name: name.to_owned(),
+            slot,
+            counter: AtomicU64::new(0),
+            items: Mutex::new(HashMap::new()),
+            default_timeout: Mutex::new(DEFAULT_REQUEST_TIMEOUT),
+            inbox,
+            wake,
+            closed: AtomicBool::new(false),
+            guards: Mutex::new(vec![g1, g2]),
+        });
+        ctx.runtime().spawn(drive_requester(Arc::downgrade(&shared)));
+        Ok(ReqChannel { shared })
+    }
+
+    /// Set the auto-cancel time-out of requests made from now on (default 10 s).
+    pub fn set_default_timeout(&self, timeout: Duration) {
+        *self.shared.default_timeout.lock() = timeout;
+    }
+
+    /// Call `method` with positional arguments: a tuple such as `(1, "a")`, a `Vec`,
+    /// `()` for none, or one value for a single argument.
+    pub fn call(&self, method: &str, args: impl Serialize) -> Result<Reply> {
+        self.call_kw(method, args, ())
+    }
+
+    /// Call `method` with positional and keyword arguments (`kwargs`: a struct or a
+    /// map with string keys, or `()` for none).
+    pub fn call_kw(&self, method: &str, args: impl Serialize, kwargs: impl Serialize) -> Result<Reply> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(ChannelError::Closed("req", self.shared.name.clone()));
+        }
+        let enc = |e: crate::object::ObjectError| ChannelError::Message {
+            action: "encode",
+            type_name: "obj",
+            reason: e.to_string(),
+        };
+        let args = match object::to_value(&args).map_err(enc)? {
+            Value::None => Value::Tuple(vec![]),
+            Value::List(v) | Value::Tuple(v) => Value::Tuple(v),
+            one => Value::Tuple(vec![one]),
+        };
+        let kwargs = match object::to_value(&kwargs).map_err(enc)? {
+            Value::None => Value::Dict(vec![]),
+            d @ Value::Dict(_) => d,
+            other => {
+                return Err(ChannelError::Message {
+                    action: "encode",
+                    type_name: "obj",
+                    reason: format!("keyword arguments must be a struct or a map, not {}", other.type_name()),
+                })
+            }
+        };
+        let request = Value::Tuple(vec![Value::Str(method.to_owned()), args, kwargs]);
+        Ok(self.request(object::to_bytes(&request)))
+    }
+
+    fn request(&self, request: Bytes) -> Reply {
+        let id = self.shared.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let reply = Reply {
+            state: Arc::new(ReplyState {
+                id,
+                request,
+                status: Mutex::new(Status::Waiting),
+                replier: AtomicU64::new(0),
+                first_sent: now,
+                next_send: Mutex::new(now + RESEND_INTERVAL),
+                auto_cancel: Mutex::new(*self.shared.default_timeout.lock()),
+                callbacks: Mutex::new(Vec::new()),
+                done: Notify::new(),
+                channel: Arc::downgrade(&self.shared),
+            }),
+        };
+        self.shared.items.lock().insert(id, reply.clone());
+        self.shared.send_control("req?", 0, id);
+        reply
+    }
+
+    /// Requests not yet done.
+    pub fn outstanding(&self) -> usize {
+        self.shared.items.lock().len()
+    }
+
+    /// The base slot name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Cancel every outstanding request and unregister.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        let items: Vec<Reply> = self.shared.items.lock().drain().map(|(_, r)| r).collect();
+        for r in items {
+            r.cancel();
+        }
+        self.shared.guards.lock().clear();
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn drive_requester(weak: Weak<ReqShared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wake = match weak.upgrade() {
+            Some(s) if !s.closed.load(Ordering::Relaxed) => s.wake.clone(),
+            _ => return,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        let Some(s) = weak.upgrade() else { return };
+        while let Some((p, _)) = s.inbox.pop() {
+            s.handle(p);
+        }
+        s.resend();
+    }
+}
+
+// =================================================================== replier
+
+/// The arguments of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Method name.
+    pub method: String,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments (keys are usually strings).
+    pub kwargs: Vec<(Value, Value)>,
+}
+
+impl Request {
+    /// Keyword argument by name.
+    pub fn kwarg(&self, name: &str) -> Option<&Value> {
+        self.kwargs
+            .iter()
+            .rev()
+            .find(|(k, _)| matches!(k, Value::Str(s) if s == name))
+            .map(|(_, v)| v)
+    }
+
+    /// The positional arguments deserialized as `T` (a tuple, a Vec, a struct by
+    /// position, or a single value when there is exactly one argument).
+    pub fn parse<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
+        let as_tuple = object::from_value::<T>(Value::Tuple(self.args.clone()));
+        match as_tuple {
+            Ok(v) => Ok(v),
+            Err(e) => match self.args.as_slice() {
+                [one] => object::from_value::<T>(one.clone()).map_err(|_| e.to_string()),
+                _ => Err(format!("TypeError: bad arguments for '{}': {e}", self.method)),
+            },
+        }
+    }
+}
+
+/// What a handler returns: the reply value or an error text.
+pub type HandlerResult = std::result::Result<Value, String>;
+type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
+#[derive(Clone)]
+enum Handler {
+    Plain(Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>),
+    Async(Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>),
+}
+
+/// A whole service as one object: an alternative to registering closures.
+///
+/// ```
+/// use yoton_channels::{reqrep::{Service, Request, HandlerResult}, Value};
+/// struct Counter(std::sync::atomic::AtomicI64);
+/// impl Service for Counter {
+///     fn call(&self, req: &Request) -> Option<HandlerResult> {
+///         match req.method.as_str() {
+///             "next" => Some(Ok(Value::Int(self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))),
+///             _ => None, // unknown here: other handlers (or the error) apply
+///         }
+///     }
+/// }
+/// ```
+pub trait Service: Send + Sync + 'static {
+    /// Handle `req`, or None when this service has no such method.
+    fn call(&self, req: &Request) -> Option<HandlerResult>;
+}
+
+/// How a replier runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RepMode {
+    /// Requests wait (the reference's default).
+    #[default]
+    Off,
+    /// Driven by the Yoton event loop (`yoton_core::events`): requests are handled
+    /// when the loop processes events.
+    Event,
+    /// A thread of its own handles requests, one at a time.
+    Thread,
+    /// A task on the context's tokio runtime handles requests, one at a time (async
+    /// handlers are awaited there).
+    Task,
+}
+
+struct PreRequests {
+    queue: Vec<Package>,
+    current: Option<(Package, Instant)>,
+}
+
+struct RepShared {
+    ctx: Context,
+    name: String,
+    slot: u64,
+    inbox: Arc<Inbox>,
+    wake: Arc<Notify>,
+    handlers: RwLock<HashMap<String, Handler>>,
+    services: RwLock<Vec<Arc<dyn Service>>>,
+    pre: Mutex<PreRequests>,
+    mode: Mutex<RepMode>,
+    generation: AtomicU64,
+    closed: AtomicBool,
+    guards: Mutex<Vec<SlotGuard>>,
+    handled: AtomicU64,
+    busy: AtomicBool,
+}
+
+/// What a control or request package asks the replier to do.
+enum Step {
+    None,
+    Run(Package),
+}
+
+impl RepShared {
+    fn send(&self, payload: impl Into<Bytes>, dest_id: u64, dest_seq: u64) {
+        let p = Package::new(self.slot, payload).to(dest_id, dest_seq);
+        if let Err(e) = self.ctx.send_now(p) {
+            tracing::debug!(channel = %self.name, error = %e, "replier could not send");
+        }
+    }
+
+    /// Book-keeping of one incoming package; a request is returned to be run.
+    fn take(&self, p: Package) -> Step {
+        if p.dest_seq > REQREP_SEQ_REF {
+            let mut pre = self.pre.lock();
+            pre.queue
+                .retain(|q| !(q.source_id == p.source_id && q.dest_seq == p.dest_seq));
+            match p.payload.as_ref() {
+                b"req-" => {
+                    if matches!(&pre.current, Some((c, _)) if c.source_id == p.source_id && c.dest_seq == p.dest_seq) {
+                        pre.current = None;
+                    }
+                }
+                b"req?" => pre.queue.push(p),
+                _ => {}
+            }
+            Step::None
+        } else {
+            self.pre.lock().current = None;
+            Step::Run(p)
+        }
+    }
+
+    /// Acknowledge the next pre-request (`req!`) unless one is outstanding.
+    fn acknowledge_next(&self) {
+        let ack = {
+            let mut pre = self.pre.lock();
+            if matches!(&pre.current, Some((_, t)) if t.elapsed() > PRE_REQUEST_EXPIRY) {
+                pre.current = None;
+            }
+            if pre.current.is_none() && !pre.queue.is_empty() {
+                let p = pre.queue.remove(0);
+                let ack = (p.source_id, p.dest_seq);
+                pre.current = Some((p, Instant::now()));
+                Some(ack)
+            } else {
+                None
+            }
+        };
+        if let Some((dest, seq)) = ack {
+            self.send(Bytes::from_static(b"req!"), dest, seq);
+        }
+    }
+
+    fn parse(&self, p: &Package) -> std::result::Result<Request, String> {
+        let v = Object::decode(p.payload.clone()).map_err(|e| e.to_string())?;
+        let (Value::Tuple(mut parts) | Value::List(mut parts)) = v else {
+            return Err("request is not a (name, args, kwargs) tuple".into());
+        };
+        if parts.len() != 3 {
+            return Err("request is not a (name, args, kwargs) tuple".into());
+        }
+        let kwargs = parts.pop();
+        let args = parts.pop();
+        let name = parts.pop();
+        let (Some(Value::Str(method)), Some(Value::Tuple(args) | Value::List(args)), Some(Value::Dict(kwargs))) =
+            (name, args, kwargs)
+        else {
+            return Err("request is not a (name, args, kwargs) tuple".into());
+        };
+        Ok(Request { method, args, kwargs })
+    }
+
+    fn finish(&self, p: &Package, result: HandlerResult) {
+        let reply = match result {
+            Ok(v) => v,
+            Err(text) => {
+                tracing::info!(channel = %self.name, error = %text, "error handling request");
+                Value::Tuple(vec![Value::Str(ERROR_OBJECT.into()), Value::Str(text)])
+            }
+        };
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.send(object::to_bytes(&reply), p.source_id, p.dest_seq);
+    }
+
+    fn lookup(&self, req: &Request) -> std::result::Result<Handler, Option<HandlerResult>> {
+        if let Some(h) = self.handlers.read().get(&req.method) {
+            return Ok(h.clone());
+        }
+        for s in self.services.read().iter() {
+            if let Some(r) = s.call(req) {
+                return Err(Some(r));
+            }
+        }
+        Err(None)
+    }
+
+    fn echo(&self, req: &Request) -> (Value, f64) {
+        let arg = req.args.first().cloned().unwrap_or(Value::None);
+        let sleep = req
+            .args
+            .get(1)
+            .or_else(|| req.kwarg("sleep"))
+            .and_then(|v| match v {
+                Value::Int(i) => Some(*i as f64),
+                Value::Float(f) => Some(*f),
+                _ => None,
+            })
+            .unwrap_or(0.0);
+        let me = Value::Str(format!("{:#x}", self.ctx.id()));
+        (Value::Tuple(vec![arg, me]), sleep.clamp(0.0, 3600.0))
+    }
+
+    /// Run one request, blocking the calling (non-runtime) thread for async handlers.
+    fn run_blocking(&self, p: Package) {
+        let result = match self.parse(&p) {
+            Err(e) => Err(format!("ValueError: {e}")),
+            Ok(req) => match self.lookup(&req) {
+                Ok(Handler::Plain(f)) => call_guarded(|| f(req)),
+                Ok(Handler::Async(f)) => self
+                    .ctx
+                    .block_on("handle", f(req))
+                    .unwrap_or_else(|e| Err(e.to_string())),
+                Err(Some(r)) => r,
+                Err(None) if req.method == "echo" => {
+                    let (v, sleep) = self.echo(&req);
+                    std::thread::sleep(Duration::from_secs_f64(sleep));
+                    Ok(v)
+                }
+                Err(None) => Err(format!("RuntimeError: Method '{}' not implemented.", req.method)),
+            },
+        };
+        self.finish(&p, result);
+    }
+
+    /// Run one request on the runtime (Task mode).
+    async fn run_async(&self, p: Package) {
+        let result = match self.parse(&p) {
+            Err(e) => Err(format!("ValueError: {e}")),
+            Ok(req) => match self.lookup(&req) {
+                Ok(Handler::Plain(f)) => {
+                    let r = tokio::task::spawn_blocking(move || call_guarded(|| f(req))).await;
+                    r.unwrap_or_else(|e| Err(format!("handler panicked: {e}")))
+                }
+                Ok(Handler::Async(f)) => f(req).await,
+                Err(Some(r)) => r,
+                Err(None) if req.method == "echo" => {
+                    let (v, sleep) = self.echo(&req);
+                    tokio::time::sleep(Duration::from_secs_f64(sleep)).await;
+                    Ok(v)
+                }
+                Err(None) => Err(format!("RuntimeError: Method '{}' not implemented.", req.method)),
+            },
+        };
+        self.finish(&p, result);
+    }
+
+    /// Handle everything pending (blocking style); used by Event and Thread modes.
+    fn process_pending(&self) {
+        while let Some((p, _)) = self.inbox.pop() {
+            if let Step::Run(p) = self.take(p) {
+                self.busy.store(true, Ordering::Relaxed);
+                self.run_blocking(p);
+                self.busy.store(false, Ordering::Relaxed);
+            }
+            self.acknowledge_next();
+        }
+        self.acknowledge_next();
+    }
+}
+
+fn call_guarded(f: impl FnOnce() -> HandlerResult) -> HandlerResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|e| {
+        let text = e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "handler panicked".into());
+        Err(format!("panic: {text}"))
+    })
+}
+
+/// The replying end of request/reply. Cheap to clone.
+///
+/// Register handlers by name with [`RepChannel::register`] (raw [`Request`]),
+/// [`RepChannel::handle`] (typed with serde), [`RepChannel::handle_async`] or a
+/// [`Service`]; pick a [`RepMode`]. The built-in `echo(arg, sleep=0)` returns
+/// `(arg, hex(context id))` as in the reference.
+///
+/// ```
+/// use std::time::Duration;
+/// use yoton_core::Context;
+/// use yoton_channels::{ReqChannel, RepChannel, RepMode, ChannelError};
+///
+/// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+/// let rep = RepChannel::new(&a, "svc").unwrap();
+/// rep.handle("div", |(x, y): (f64, f64)| if y == 0.0 { Err("ZeroDivisionError") } else { Ok(x / y) });
+/// rep.set_mode(RepMode::Task);
+/// let req = ReqChannel::new(&b, "svc").unwrap();
+/// a.bind("inproc://rep-doc").unwrap();
+/// b.connect("inproc://rep-doc", Duration::from_secs(1)).unwrap();
+/// let t = Duration::from_secs(5);
+/// assert_eq!(req.call("div", (1.0, 4.0)).unwrap().result_as::<f64>(t).unwrap(), 0.25);
+/// let err = req.call("div", (1.0, 0.0)).unwrap().result(t).unwrap_err();
+/// assert!(matches!(err, ChannelError::Remote(ref e) if e.contains("ZeroDivision")));
+/// let err = req.call("nope", ()).unwrap().result(t).unwrap_err();
+/// assert!(err.to_string().contains("not implemented"));
+/// ```
+#[derive(Clone)]
+pub struct RepChannel {
+    shared: Arc<RepShared>,
+}
+
+impl std::fmt::Debug for RepChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RepChannel({}.obj.rep-req, {:?})", self.shared.name, self.mode())
+    }
+}
+
+impl RepChannel {
+    /// A replier at slot `name` (it receives on `name.obj.req-rep`). Mode: off.
+    pub fn new(ctx: &Context, name: &str) -> Result<Self> {
+        let slot = channel_slot(name, "obj", "rep-req");
+        let in_slot = channel_slot(name, "obj", "req-rep");
+        let inbox = Arc::new(Inbox::new());
+        let wake = Arc::new(Notify::new());
+        let g1 = ctx.register_sender(slot, &format!("{name}.obj.rep-req"), Arc::new(NoHooks))?;
+        let g2 = ctx.register_receiver(
+            in_slot,
+            &format!("{name}.obj.req-rep"),
+            Arc::new(Sink(Arc::downgrade(&inbox), wake.clone())),
+        )?;
+        Ok(RepChannel {
+            shared: Arc::new(RepShared {
+                ctx: ctx.clone(),
+                name: name.to_owned(),
+                slot,
+                inbox,
+                wake,
+                handlers: RwLock::new(HashMap::new()),
+                services: RwLock::new(Vec::new()),
+                pre: Mutex::new(PreRequests {
+                    queue: Vec::new(),
+                    current: None,
+                }),
+                mode: Mutex::new(RepMode::Off),
+                generation: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                guards: Mutex::new(vec![g1, g2]),
+                handled: AtomicU64::new(0),
+                busy: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Register a handler that gets the raw [`Request`].
+    pub fn register(
+        &self,
+        method: &str,
+        f: impl Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    ) -> &Self {
+        self.shared
+            .handlers
+            .write()
+            .insert(method.to_owned(), Handler::Plain(Arc::new(f)));
+        self
+    }
+
+    /// Register a typed handler: the positional arguments are deserialized into `A`
+    /// (a tuple, or a single value), the result serialized; an `Err` reaches the
+    /// requester as a remote error with its text.
+    pub fn handle<A, R, E, F>(&self, method: &str, f: F) -> &Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: std::fmt::Display,
+        F: Fn(A) -> std::result::Result<R, E> + Send + Sync + 'static,
+    {
+        self.register(method, move |req| {
+            let a: A = req.parse()?;
+            let r = f(a).map_err(|e| e.to_string())?;
+            object::to_value(&r).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Register an async handler (best with [`RepMode::Task`]).
+    pub fn handle_async<A, R, E, F, Fut>(&self, method: &str, f: F) -> &Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let h = move |req: Request| -> BoxFuture {
+            let f = f.clone();
+            Box::pin(async move {
+                let a: A = req.parse()?;
+                let r = f(a).await.map_err(|e| e.to_string())?;
+                object::to_value(&r).map_err(|e| e.to_string())
+            })
+        };
+        self.shared
+            .handlers
+            .write()
+            .insert(method.to_owned(), Handler::Async(Arc::new(h)));
+        self
+    }
+
+    /// Add a [`Service`]: asked for methods that have no registered handler.
+    pub fn serve(&self, service: impl Service) -> &Self {
+        self.shared.services.write().push(Arc::new(service));
+        self
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> RepMode {
+        *self.shared.mode.lock()
+    }
+
+    /// Switch mode (off / event / thread / task).
+    pub fn set_mode(&self, mode: RepMode) -> &Self {
+        {
+            let mut m = self.shared.mode.lock();
+            if *m == mode {
+                return self;
+            }
+            *m = mode;
+        }
+        let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.wake.notify_waiters();
+        let weak = Arc::downgrade(&self.shared);
+        match mode {
+            RepMode::Off => {}
+            RepMode::Thread => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("yoton-rep-{}", self.shared.name))
+                    .spawn(move || run_thread(weak, generation));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "could not start the replier thread");
+                }
+            }
+            RepMode::Task => {
+                self.shared.ctx.runtime().spawn(run_task(weak, generation));
+            }
+            RepMode::Event => {
+                self.shared.ctx.runtime().spawn(run_event_bridge(weak, generation));
+            }
+        }
+        self
+    }
+
+    /// Requests handled so far.
+    pub fn handled(&self) -> u64 {
+        self.shared.handled.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request is being handled right now.
+    pub fn is_busy(&self) -> bool {
+        self.shared.busy.load(Ordering::Relaxed)
+    }
+
+    /// Handle whatever is pending now, in the caller's thread (for mode off, or to
+    /// drive a replier from your own loop).
+    pub fn process_pending(&self) {
+        self.shared.process_pending();
+    }
+
+    /// The base slot name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Stop handling and unregister.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.set_mode(RepMode::Off);
+        self.shared.guards.lock().clear();
+        self.shared.inbox.close();
+    }
+}
+
+fn still(weak: &Weak<RepShared>, generation: u64) -> Option<Arc<RepShared>> {
+    let s = weak.upgrade()?;
+    (s.generation.load(Ordering::SeqCst) == generation && !s.closed.load(Ordering::Relaxed)).then_some(s)
+}
+
+fn run_thread(weak: Weak<RepShared>, generation: u64) {
+    loop {
+        let Some(s) = still(&weak, generation) else { return };
+        s.process_pending();
+        let wait = async {
+            let _ = tokio::time::timeout(Duration::from_millis(250), s.wake.notified()).await;
+        };
+        if s.inbox.len() == 0 && s.ctx.block_on("replier", wait).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+async fn run_task(weak: Weak<RepShared>, generation: u64) {
+    loop {
+        let Some(s) = still(&weak, generation) else { return };
+        while let Some((p, _)) = s.inbox.pop() {
+            if let Step::Run(p) = s.take(p) {
+                s.busy.store(true, Ordering::Relaxed);
+                s.run_async(p).await;
+                s.busy.store(false, Ordering::Relaxed);
+            }
+            s.acknowledge_next();
+            if still(&weak, generation).is_none() {
+                return;
+            }
+        }
+        s.acknowledge_next();
+        let wake = s.wake.clone();
+        drop(s);
+        let _ = tokio::time::timeout(Duration::from_millis(250), wake.notified()).await;
+    }
+}
+
+/// Event mode: when packages arrive, queue a call on the Yoton event loop that handles
+/// them; the user's `process_events` / `start_event_loop` runs it.
+async fn run_event_bridge(weak: Weak<RepShared>, generation: u64) {
+    let posted = Arc::new(AtomicBool::new(false));
+    loop {
+        let Some(s) = still(&weak, generation) else { return };
+        if !posted.swap(true, Ordering::AcqRel) {
+            let w = weak.clone();
+            let posted = posted.clone();
+            yoton_core::events::call_later(
+                move || {
+                    posted.store(false, Ordering::Release);
+                    if let Some(s) = still(&w, generation) {
+                        s.process_pending();
+                    }
+                },
+                0.0,
+            );
+        }
+        let wake = s.wake.clone();
+        drop(s);
+        let _ = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
+    }
+}

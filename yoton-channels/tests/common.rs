@@ -1,0 +1,43 @@
+//! Helpers for the channel tests: contexts over real TCP on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use yoton_core::Context;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn ctx() -> Context {
+    Context::builder()
+        .transport(yoton_tcp::TcpTransport)
+        .build()
+        .unwrap()
+}
+
+/// `host` binds on a free port and `client` connects (blocking style).
+pub fn join(host: &Context, client: &Context) {
+    let c = host.bind("127.0.0.1:0").unwrap();
+    client
+        .connect(&format!("127.0.0.1:{}", c.local().port), WAIT)
+        .unwrap();
+    c.wait_connected(WAIT).unwrap();
+}
+
+/// `host` binds on a free port and `client` connects (async style).
+pub async fn join_async(host: &Context, client: &Context) {
+    let c = host.bind_async("127.0.0.1:0").await.unwrap();
+    client
+        .connect_async(&format!("127.0.0.1:{}", c.local().port), WAIT)
+        .await
+        .unwrap();
+    c.wait_connected_async(WAIT).await.unwrap();
+}
+
+/// Poll `f` until it holds or `WAIT` passes.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,251 @@
+//! Publish/subscribe over real TCP.
+
+#[path = "common.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use yoton_channels::{select_sub_channel, Binary, DiscardMode, ObjectOf, PubChannel, SubChannel, Text};
+
+#[test]
+fn two_publishers_three_subscribers_everyone_gets_everything_in_order() {
+    // A hub context joins everybody (star over TCP).
+    let hub = ctx();
+    let listener = hub.listen("127.0.0.1:0").unwrap();
+    let addr = format!("127.0.0.1:{}", listener.local().port);
+    let pubs: Vec<_> = (0..2).map(|_| ctx()).collect();
+    let subs: Vec<_> = (0..3).map(|_| ctx()).collect();
+    let sub_channels: Vec<SubChannel<Text>> = subs
+        .iter()
+        .map(|c| SubChannel::new(c, "news").unwrap())
+        .collect();
+    let pub_channels: Vec<PubChannel<Text>> = pubs
+        .iter()
+        .map(|c| PubChannel::new(c, "news").unwrap())
+        .collect();
+    for c in pubs.iter().chain(&subs) {
+        c.connect(&addr, WAIT).unwrap();
+    }
+    wait_for("5 peers at the hub", || hub.connection_count() == 5);
+    let n = 500;
+    std::thread::scope(|s| {
+        for (k, p) in pub_channels.iter().enumerate() {
+            s.spawn(move || {
+                for i in 0..n {
+                    p.send(format!("{k}:{i}")).unwrap();
+                }
+            });
+        }
+    });
+    for sub in &sub_channels {
+        let mut next = HashMap::new();
+        for _ in 0..2 * n {
+            let m = sub.recv_timeout(WAIT).unwrap().expect("a message");
+            let (k, i) = m.split_once(':').unwrap();
+            let expected = next.entry(k.to_owned()).or_insert(0);
+            assert_eq!(i.parse::<i32>().unwrap(), *expected, "order of publisher {k}");
+            *expected += 1;
+        }
+        assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
+    }
+}
+
+/// A fast publisher and a subscriber that reads one message per 0.5 ms, with a
+/// queue limit of 500: returns (messages received, in order, discarded, sends that
+/// found the publisher throttled).
+fn slow_reader_run(sync: bool) -> (usize, u64, usize) {
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Text>::new(&a, "sync").unwrap();
+    let sub = SubChannel::<Text>::new(&b, "sync").unwrap();
+    sub.set_queue_limit(500, DiscardMode::Old);
+    sub.set_sync_mode(sync);
+    join(&a, &b);
+    let n = 2000;
+    let reader = std::thread::spawn({
+        let sub = sub.clone();
+        move || {
+            let mut received = 0;
+            let mut last = None;
+            while let Some(m) = sub.recv_timeout(Duration::from_millis(1500)).unwrap() {
+                let i: usize = m.parse().unwrap();
+                assert!(last.is_none_or(|l| i > l), "out of order: {i} after {last:?}");
+                last = Some(i);
+                received += 1;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            received
+        }
+    });
+    let mut throttled = 0;
+    for i in 0..n {
+        if publisher.is_throttled() {
+            throttled += 1;
+        }
+        publisher.send(format!("{i}")).unwrap();
+        // A fast publisher (about 10x the reader's rate) but not an instant burst:
+        // sync mode bounds the queue to 32 plus what is in flight during the round
+        // trip of its `full` message, which must stay below the limit of 500.
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    let in_order = reader.join().unwrap();
+    (in_order, sub.discarded(), throttled)
+}
+
+#[test]
+fn sync_mode_slows_the_publisher_and_loses_nothing() {
+    let (got, discarded, throttled) = slow_reader_run(true);
+    assert_eq!((got, discarded), (2000, 0), "lost messages in sync mode");
+    assert!(throttled > 0, "the publisher was never throttled");
+}
+
+#[test]
+fn without_sync_mode_a_slow_reader_discards() {
+    let (got, discarded, throttled) = slow_reader_run(false);
+    assert!(discarded > 0, "nothing discarded ({got} received)");
+    assert_eq!(got as u64 + discarded, 2000);
+    assert_eq!(throttled, 0);
+}
+
+#[test]
+fn select_sub_channel_keeps_the_original_order() {
+    let (a, b) = (ctx(), ctx());
+    let p1 = PubChannel::<Text>::new(&a, "left").unwrap();
+    let p2 = PubChannel::<Binary>::new(&a, "right").unwrap();
+    let s1 = SubChannel::<Text>::new(&b, "left").unwrap();
+    let s2 = SubChannel::<Binary>::new(&b, "right").unwrap();
+    join(&a, &b);
+    let pattern = [0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 0];
+    for (i, which) in pattern.iter().enumerate() {
+        if *which == 0 {
+            p1.send(format!("{i}")).unwrap();
+        } else {
+            p2.send(bytes::Bytes::from(format!("{i}"))).unwrap();
+        }
+    }
+    wait_for("all pending", || s1.pending() + s2.pending() == pattern.len());
+    let mut merged = Vec::new();
+    while let Some(i) = select_sub_channel(&[&s1, &s2]) {
+        if i == 0 {
+            merged.extend(s1.recv_selected());
+        } else {
+            merged.extend(
+                s2.recv_selected()
+                    .into_iter()
+                    .map(|b| String::from_utf8(b.to_vec()).unwrap()),
+            );
+        }
+    }
+    let expected: Vec<String> = (0..pattern.len()).map(|i| i.to_string()).collect();
+    assert_eq!(merged, expected);
+}
+
+#[test]
+fn object_messages_and_empty_messages() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Reading {
+        sensor: String,
+        values: Vec<f64>,
+        ok: bool,
+    }
+    let (a, b) = (ctx(), ctx());
+    let p = PubChannel::<ObjectOf<Reading>>::new(&a, "readings").unwrap();
+    let s = SubChannel::<ObjectOf<Reading>>::new(&b, "readings").unwrap();
+    let pt = PubChannel::<Text>::new(&a, "t").unwrap();
+    let st = SubChannel::<Text>::new(&b, "t").unwrap();
+    join(&a, &b);
+    let r = Reading {
+        sensor: "temp".into(),
+        values: vec![1.5, -2.0],
+        ok: true,
+    };
+    p.send(r).unwrap();
+    let got = s.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(
+        got,
+        Reading {
+            sensor: "temp".into(),
+            values: vec![1.5, -2.0],
+            ok: true
+        }
+    );
+    // An empty text message is not sent at all.
+    pt.send(String::new()).unwrap();
+    pt.send("after".into()).unwrap();
+    assert_eq!(st.recv_timeout(WAIT).unwrap().as_deref(), Some("after"));
+}
+
+#[test]
+fn a_second_channel_on_the_same_slot_is_an_error() {
+    let a = ctx();
+    let _s = SubChannel::<Text>::new(&a, "dup").unwrap();
+    let err = SubChannel::<Text>::new(&a, "dup").unwrap_err().to_string();
+    assert!(err.contains("dup.txt.pub-sub"), "{err}");
+    // Other type: other slot, fine.
+    let _b = SubChannel::<Binary>::new(&a, "dup").unwrap();
+}
+
+#[test]
+fn received_notification_is_coalesced_and_fires() {
+    let (a, b) = (ctx(), ctx());
+    let p = PubChannel::<Text>::new(&a, "note").unwrap();
+    let s = SubChannel::<Text>::new(&b, "note").unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c2 = calls.clone();
+    s.on_received(move |_ch| {
+        c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    join(&a, &b);
+    for i in 0..1000 {
+        p.send(i.to_string()).unwrap();
+    }
+    wait_for("all 1000", || s.pending() == 1000);
+    wait_for("a notification", || calls.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let n = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n < 1000, "not coalesced: {n} calls for 1000 messages");
+}
+
+#[test]
+fn closing_a_subscriber_ends_blocking_receives() {
+    let a = ctx();
+    let s = SubChannel::<Text>::new(&a, "closing").unwrap();
+    let s2 = s.clone();
+    let t = std::thread::spawn(move || s2.recv());
+    std::thread::sleep(Duration::from_millis(100));
+    s.close();
+    let r = t.join().unwrap();
+    assert!(r.unwrap_err().to_string().contains("closed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_api_under_tokio() {
+    let (a, b) = (ctx(), ctx());
+    let p = PubChannel::<Text>::new(&a, "async").unwrap();
+    let s = SubChannel::<Text>::new(&b, "async").unwrap();
+    join_async(&a, &b).await;
+    for i in 0..10 {
+        p.send_async(i.to_string()).await.unwrap();
+    }
+    for i in 0..10 {
+        let m = tokio::time::timeout(WAIT, s.recv_async()).await.unwrap().unwrap();
+        assert_eq!(m, i.to_string());
+    }
+    // A blocking call on a multi-thread runtime works too (block_in_place).
+    p.send("blocking".into()).unwrap();
+    assert_eq!(s.recv_timeout(WAIT).unwrap().as_deref(), Some("blocking"));
+}
+
+#[test]
+fn blocking_recv_in_a_current_thread_runtime_is_a_clear_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = ctx();
+        let s = SubChannel::<Text>::new(&a, "ct").unwrap();
+        let err = s.recv_timeout(Duration::from_millis(10)).unwrap_err().to_string();
+        assert!(err.contains("recv_async"), "{err}");
+    });
+}
