@@ -13,6 +13,8 @@
 //! * [`object`]: the Yoton object encoding (message type `obj`), a byte-exact port
 //!   of the reference's `ObjectMessageType`, with serde support.
 #![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod error;
 pub mod message;

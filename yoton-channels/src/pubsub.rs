@@ -132,8 +132,16 @@ impl<M: MessageType> PubChannel<M> {
             full_sources: Mutex::new((HashSet::new(), None)),
             unlocked: Notify::new(),
         });
-        let g1 = ctx.register_sender(slot, &format!("{name}.{}.pub-sub", M::NAME), Arc::new(NoHooks))?;
-        let g2 = ctx.register_receiver(control, &format!("{name}.{}.sub-pub", M::NAME), lock.clone())?;
+        let g1 = ctx.register_sender(
+            slot,
+            &format!("{name}.{}.pub-sub", M::NAME),
+            Arc::new(NoHooks),
+        )?;
+        let g2 = ctx.register_receiver(
+            control,
+            &format!("{name}.{}.sub-pub", M::NAME),
+            lock.clone(),
+        )?;
         Ok(PubChannel {
             inner: Arc::new(PubInner {
                 ctx: ctx.clone(),
@@ -249,7 +257,11 @@ impl SubShared {
                 st.status = QueueStatus::Ok;
                 send = Some("ok");
             } else if now >= st.repeat_at {
-                send = Some(if st.status == QueueStatus::Full { "full" } else { "ok" });
+                send = Some(if st.status == QueueStatus::Full {
+                    "full"
+                } else {
+                    "ok"
+                });
             }
             if send.is_some() {
                 st.repeat_at = now + SYNC_REPEAT;
@@ -278,7 +290,9 @@ struct SubSink {
 
 impl SlotReceiver for SubSink {
     fn deposit(&self, package: Package, recv_seq: u64) {
-        let Some(shared) = self.shared.upgrade() else { return };
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
         let n = shared.inbox.push(package, recv_seq);
         let rt = shared.ctx.runtime().clone();
         shared.notifier.arrived(&rt);
@@ -374,7 +388,11 @@ impl<M: MessageType> SubChannel<M> {
                 shared: Arc::downgrade(&shared),
             }),
         )?;
-        let g2 = ctx.register_sender(out_slot, &format!("{name}.{}.sub-pub", M::NAME), Arc::new(NoHooks))?;
+        let g2 = ctx.register_sender(
+            out_slot,
+            &format!("{name}.{}.sub-pub", M::NAME),
+            Arc::new(NoHooks),
+        )?;
         Ok(SubChannel {
             shared,
             guards: Arc::new(Mutex::new(vec![g1, g2])),
@@ -457,7 +475,9 @@ impl<M: MessageType> SubChannel<M> {
     pub fn recv_all(&self) -> Vec<M::Message> {
         let all = self.shared.inbox.drain();
         self.shared.check_queue_status();
-        all.into_iter().filter_map(|(p, _)| self.decode(p)).collect()
+        all.into_iter()
+            .filter_map(|(p, _)| self.decode(p))
+            .collect()
     }
 
     /// An iterator over the pending messages (it ends when none is pending).
@@ -493,7 +513,11 @@ impl<M: MessageType> SubChannel<M> {
         let was_full = {
             let mut st = self.shared.sync.lock();
             let was_full = st.status == QueueStatus::Full;
-            st.status = if on { QueueStatus::Ok } else { QueueStatus::Off };
+            st.status = if on {
+                QueueStatus::Ok
+            } else {
+                QueueStatus::Off
+            };
             st.repeat_at = Instant::now() + SYNC_REPEAT;
             was_full
         };
@@ -566,7 +590,9 @@ impl<M: MessageType> SubChannel<M> {
         let upto = self.shared.ref_seq.load(Ordering::Relaxed);
         let got = self.shared.inbox.drain_upto(upto);
         self.shared.check_queue_status();
-        got.into_iter().filter_map(|(p, _)| self.decode(p)).collect()
+        got.into_iter()
+            .filter_map(|(p, _)| self.decode(p))
+            .collect()
     }
 }
 
@@ -618,7 +644,9 @@ pub fn select_sub_channel(channels: &[&dyn Selectable]) -> Option<usize> {
     let mut first: Option<(usize, u64)> = None;
     let mut bound = u64::MAX;
     for (i, ch) in channels.iter().enumerate() {
-        let Some((seq1, seq2)) = ch.pending_seqs() else { continue };
+        let Some((seq1, seq2)) = ch.pending_seqs() else {
+            continue;
+        };
         match first {
             Some((_, best)) if seq1 >= best => bound = bound.min(seq1),
             Some((_, best)) => {

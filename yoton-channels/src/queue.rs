@@ -141,7 +141,10 @@ impl Inbox {
     pub(crate) async fn pop_timeout(&self, timeout: Option<Duration>) -> Option<(Package, u64)> {
         match timeout {
             None => self.pop_wait().await,
-            Some(t) => tokio::time::timeout(t, self.pop_wait()).await.ok().flatten(),
+            Some(t) => tokio::time::timeout(t, self.pop_wait())
+                .await
+                .ok()
+                .flatten(),
         }
     }
 }

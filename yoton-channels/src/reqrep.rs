@@ -359,7 +359,9 @@ impl ReqShared {
         if p.dest_seq > REQREP_SEQ_REF {
             // `req!` from a replier that is ready for request `id`.
             let id = p.dest_seq - REQREP_SEQ_REF;
-            let Some(r) = self.items.lock().get(&id).cloned() else { return };
+            let Some(r) = self.items.lock().get(&id).cloned() else {
+                return;
+            };
             if r.state.replier.load(Ordering::Relaxed) != 0 {
                 return;
             }
@@ -377,7 +379,9 @@ impl ReqShared {
             }
             self.send_control("req-", 0, id);
         } else if p.dest_seq > 0 {
-            let Some(r) = self.items.lock().remove(&p.dest_seq) else { return };
+            let Some(r) = self.items.lock().remove(&p.dest_seq) else {
+                return;
+            };
             let outcome = match Object::decode(p.payload) {
                 Ok(Value::Tuple(t)) if is_error(&t) => {
                     Status::Failed(t.get(1).map(value_text).unwrap_or_default())
@@ -444,7 +448,8 @@ impl ReqChannel {
             closed: AtomicBool::new(false),
             guards: Mutex::new(vec![g1, g2]),
         });
-        ctx.runtime().spawn(drive_requester(Arc::downgrade(&shared)));
+        ctx.runtime()
+            .spawn(drive_requester(Arc::downgrade(&shared)));
         Ok(ReqChannel { shared })
     }
 
@@ -461,7 +466,12 @@ impl ReqChannel {
 
     /// Call `method` with positional and keyword arguments (`kwargs`: a struct or a
     /// map with string keys, or `()` for none).
-    pub fn call_kw(&self, method: &str, args: impl Serialize, kwargs: impl Serialize) -> Result<Reply> {
+    pub fn call_kw(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        kwargs: impl Serialize,
+    ) -> Result<Reply> {
         if self.shared.closed.load(Ordering::Relaxed) {
             return Err(ChannelError::Closed("req", self.shared.name.clone()));
         }
@@ -482,7 +492,10 @@ impl ReqChannel {
                 return Err(ChannelError::Message {
                     action: "encode",
                     type_name: "obj",
-                    reason: format!("keyword arguments must be a struct or a map, not {}", other.type_name()),
+                    reason: format!(
+                        "keyword arguments must be a struct or a map, not {}",
+                        other.type_name()
+                    ),
                 })
             }
         };
@@ -584,8 +597,14 @@ impl Request {
         match as_tuple {
             Ok(v) => Ok(v),
             Err(e) => match self.args.as_slice() {
-                [one] => object::from_value::<T>(one.clone()).map_err(|_| e.to_string()),
-                _ => Err(format!("TypeError: bad arguments for '{}': {e}", self.method)),
+                [] => object::from_value::<T>(Value::None)
+                    .map_err(|_| format!("TypeError: bad arguments for '{}': {e}", self.method)),
+                [one] => object::from_value::<T>(one.clone())
+                    .map_err(|_| format!("TypeError: bad arguments for '{}': {e}", self.method)),
+                _ => Err(format!(
+                    "TypeError: bad arguments for '{}': {e}",
+                    self.method
+                )),
             },
         }
     }
@@ -680,7 +699,8 @@ impl RepShared {
                 .retain(|q| !(q.source_id == p.source_id && q.dest_seq == p.dest_seq));
             match p.payload.as_ref() {
                 b"req-" => {
-                    if matches!(&pre.current, Some((c, _)) if c.source_id == p.source_id && c.dest_seq == p.dest_seq) {
+                    if matches!(&pre.current, Some((c, _)) if c.source_id == p.source_id && c.dest_seq == p.dest_seq)
+                    {
                         pre.current = None;
                     }
                 }
@@ -726,12 +746,19 @@ impl RepShared {
         let kwargs = parts.pop();
         let args = parts.pop();
         let name = parts.pop();
-        let (Some(Value::Str(method)), Some(Value::Tuple(args) | Value::List(args)), Some(Value::Dict(kwargs))) =
-            (name, args, kwargs)
+        let (
+            Some(Value::Str(method)),
+            Some(Value::Tuple(args) | Value::List(args)),
+            Some(Value::Dict(kwargs)),
+        ) = (name, args, kwargs)
         else {
             return Err("request is not a (name, args, kwargs) tuple".into());
         };
-        Ok(Request { method, args, kwargs })
+        Ok(Request {
+            method,
+            args,
+            kwargs,
+        })
     }
 
     fn finish(&self, p: &Package, result: HandlerResult) {
@@ -790,7 +817,10 @@ impl RepShared {
                     std::thread::sleep(Duration::from_secs_f64(sleep));
                     Ok(v)
                 }
-                Err(None) => Err(format!("RuntimeError: Method '{}' not implemented.", req.method)),
+                Err(None) => Err(format!(
+                    "RuntimeError: Method '{}' not implemented.",
+                    req.method
+                )),
             },
         };
         self.finish(&p, result);
@@ -812,7 +842,10 @@ impl RepShared {
                     tokio::time::sleep(Duration::from_secs_f64(sleep)).await;
                     Ok(v)
                 }
-                Err(None) => Err(format!("RuntimeError: Method '{}' not implemented.", req.method)),
+                Err(None) => Err(format!(
+                    "RuntimeError: Method '{}' not implemented.",
+                    req.method
+                )),
             },
         };
         self.finish(&p, result);
@@ -876,7 +909,12 @@ pub struct RepChannel {
 
 impl std::fmt::Debug for RepChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RepChannel({}.obj.rep-req, {:?})", self.shared.name, self.mode())
+        write!(
+            f,
+            "RepChannel({}.obj.rep-req, {:?})",
+            self.shared.name,
+            self.mode()
+        )
     }
 }
 
@@ -1008,7 +1046,10 @@ impl RepChannel {
                 self.shared.ctx.runtime().spawn(run_task(weak, generation));
             }
             RepMode::Event => {
-                self.shared.ctx.runtime().spawn(run_event_bridge(weak, generation));
+                self.shared
+                    .ctx
+                    .runtime()
+                    .spawn(run_event_bridge(weak, generation));
             }
         }
         self
@@ -1046,12 +1087,15 @@ impl RepChannel {
 
 fn still(weak: &Weak<RepShared>, generation: u64) -> Option<Arc<RepShared>> {
     let s = weak.upgrade()?;
-    (s.generation.load(Ordering::SeqCst) == generation && !s.closed.load(Ordering::Relaxed)).then_some(s)
+    (s.generation.load(Ordering::SeqCst) == generation && !s.closed.load(Ordering::Relaxed))
+        .then_some(s)
 }
 
 fn run_thread(weak: Weak<RepShared>, generation: u64) {
     loop {
-        let Some(s) = still(&weak, generation) else { return };
+        let Some(s) = still(&weak, generation) else {
+            return;
+        };
         s.process_pending();
         let wait = async {
             let _ = tokio::time::timeout(Duration::from_millis(250), s.wake.notified()).await;
@@ -1064,7 +1108,9 @@ fn run_thread(weak: Weak<RepShared>, generation: u64) {
 
 async fn run_task(weak: Weak<RepShared>, generation: u64) {
     loop {
-        let Some(s) = still(&weak, generation) else { return };
+        let Some(s) = still(&weak, generation) else {
+            return;
+        };
         while let Some((p, _)) = s.inbox.pop() {
             if let Step::Run(p) = s.take(p) {
                 s.busy.store(true, Ordering::Relaxed);
@@ -1088,7 +1134,9 @@ async fn run_task(weak: Weak<RepShared>, generation: u64) {
 async fn run_event_bridge(weak: Weak<RepShared>, generation: u64) {
     let posted = Arc::new(AtomicBool::new(false));
     loop {
-        let Some(s) = still(&weak, generation) else { return };
+        let Some(s) = still(&weak, generation) else {
+            return;
+        };
         if !posted.swap(true, Ordering::AcqRel) {
             let w = weak.clone();
             let posted = posted.clone();

@@ -128,7 +128,10 @@ impl<M: MessageType> StateChannel<M> {
             }
             *cur = Some(payload.clone());
         }
-        Ok(self.shared.ctx.send_now(Package::new(self.shared.slot, payload))?)
+        Ok(self
+            .shared
+            .ctx
+            .send_now(Package::new(self.shared.slot, payload))?)
     }
 
     /// Send the current state again (what `NEW_CONNECTION` triggers).

@@ -4,10 +4,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use yoton_channels::{select_sub_channel, Binary, DiscardMode, ObjectOf, PubChannel, SubChannel, Text};
+use yoton_channels::{
+    select_sub_channel, Binary, DiscardMode, ObjectOf, PubChannel, SubChannel, Text,
+};
 
 #[test]
 fn two_publishers_three_subscribers_everyone_gets_everything_in_order() {
@@ -45,7 +47,11 @@ fn two_publishers_three_subscribers_everyone_gets_everything_in_order() {
             let m = sub.recv_timeout(WAIT).unwrap().expect("a message");
             let (k, i) = m.split_once(':').unwrap();
             let expected = next.entry(k.to_owned()).or_insert(0);
-            assert_eq!(i.parse::<i32>().unwrap(), *expected, "order of publisher {k}");
+            assert_eq!(
+                i.parse::<i32>().unwrap(),
+                *expected,
+                "order of publisher {k}"
+            );
             *expected += 1;
         }
         assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
@@ -70,7 +76,10 @@ fn slow_reader_run(sync: bool) -> (usize, u64, usize) {
             let mut last = None;
             while let Some(m) = sub.recv_timeout(Duration::from_millis(1500)).unwrap() {
                 let i: usize = m.parse().unwrap();
-                assert!(last.is_none_or(|l| i > l), "out of order: {i} after {last:?}");
+                assert!(
+                    last.is_none_or(|l| i > l),
+                    "out of order: {i} after {last:?}"
+                );
                 last = Some(i);
                 received += 1;
                 std::thread::sleep(Duration::from_micros(500));
@@ -124,7 +133,9 @@ fn select_sub_channel_keeps_the_original_order() {
             p2.send(bytes::Bytes::from(format!("{i}"))).unwrap();
         }
     }
-    wait_for("all pending", || s1.pending() + s2.pending() == pattern.len());
+    wait_for("all pending", || {
+        s1.pending() + s2.pending() == pattern.len()
+    });
     let mut merged = Vec::new();
     while let Some(i) = select_sub_channel(&[&s1, &s2]) {
         if i == 0 {
@@ -201,7 +212,9 @@ fn received_notification_is_coalesced_and_fires() {
         p.send(i.to_string()).unwrap();
     }
     wait_for("all 1000", || s.pending() == 1000);
-    wait_for("a notification", || calls.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    wait_for("a notification", || {
+        calls.load(std::sync::atomic::Ordering::SeqCst) > 0
+    });
     let n = calls.load(std::sync::atomic::Ordering::SeqCst);
     assert!(n < 1000, "not coalesced: {n} calls for 1000 messages");
 }
@@ -228,7 +241,10 @@ async fn async_api_under_tokio() {
         p.send_async(i.to_string()).await.unwrap();
     }
     for i in 0..10 {
-        let m = tokio::time::timeout(WAIT, s.recv_async()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, s.recv_async())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m, i.to_string());
     }
     // A blocking call on a multi-thread runtime works too (block_in_place).
@@ -245,7 +261,10 @@ fn blocking_recv_in_a_current_thread_runtime_is_a_clear_error() {
     rt.block_on(async {
         let a = ctx();
         let s = SubChannel::<Text>::new(&a, "ct").unwrap();
-        let err = s.recv_timeout(Duration::from_millis(10)).unwrap_err().to_string();
+        let err = s
+            .recv_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("recv_async"), "{err}");
     });
 }

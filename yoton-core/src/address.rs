@@ -48,7 +48,11 @@ impl Address {
     pub fn parse(address: &str) -> Result<Address, Error> {
         let text = address.trim();
         if text.is_empty() {
-            return Err(err(address, "address", "is empty; expected [scheme://]host:port"));
+            return Err(err(
+                address,
+                "address",
+                "is empty; expected [scheme://]host:port",
+            ));
         }
         let (scheme, rest) = match text.rfind("://") {
             Some(i) => (text[..i].to_lowercase(), &text[i + 3..]),
@@ -59,11 +63,19 @@ impl Address {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
         {
-            return Err(err(address, "scheme", format!("`{scheme}` is not a valid scheme")));
+            return Err(err(
+                address,
+                "scheme",
+                format!("`{scheme}` is not a valid scheme"),
+            ));
         }
         if scheme == "inproc" {
             if rest.is_empty() {
-                return Err(err(address, "name", "inproc:// needs a name, e.g. inproc://workers"));
+                return Err(err(
+                    address,
+                    "name",
+                    "inproc:// needs a name, e.g. inproc://workers",
+                ));
             }
             return Ok(Address {
                 scheme,
@@ -72,10 +84,19 @@ impl Address {
                 path: String::new(),
             });
         }
-        let (host, port_and_path) = split_host_port(rest)
-            .ok_or_else(|| err(address, "port", "missing; expected host:port, e.g. localhost:test"))?;
+        let (host, port_and_path) = split_host_port(rest).ok_or_else(|| {
+            err(
+                address,
+                "port",
+                "missing; expected host:port, e.g. localhost:test",
+            )
+        })?;
         if host.is_empty() {
-            return Err(err(address, "host", "is empty; use localhost, publichost or an IP address"));
+            return Err(err(
+                address,
+                "host",
+                "is empty; use localhost, publichost or an IP address",
+            ));
         }
         let (port_text, path) = match port_and_path.find('/') {
             Some(i) => (&port_and_path[..i], &port_and_path[i..]),
@@ -142,7 +163,8 @@ fn parse_port(text: &str) -> Result<u16, String> {
     let trimmed = text.trim();
     // Python's int() also takes '_' between digits ("1_000").
     let plain: String = trimmed.chars().filter(|c| *c != '_').collect();
-    let underscores_ok = !trimmed.starts_with('_') && !trimmed.ends_with('_') && !trimmed.contains("__");
+    let underscores_ok =
+        !trimmed.starts_with('_') && !trimmed.ends_with('_') && !trimmed.contains("__");
     if underscores_ok {
         if let Ok(n) = plain.parse::<i64>() {
             return u16::try_from(n).map_err(|_| format!("{n} is out of range 0..=65535"));
@@ -175,7 +197,9 @@ fn resolve_host(host: &str) -> Result<String, String> {
             let index: usize = if index.is_empty() {
                 0
             } else {
-                index.parse().map_err(|_| format!("bad index in `{host}`"))?
+                index
+                    .parse()
+                    .map_err(|_| format!("bad index in `{host}`"))?
             };
             let addrs = public_addresses()?;
             return addrs.get(index).cloned().ok_or_else(|| {
@@ -223,7 +247,10 @@ mod tests {
         let a = Address::parse("WS://example.org:80/yoton").unwrap();
         assert_eq!((a.scheme.as_str(), a.path.as_str()), ("ws", "/yoton"));
         let a = Address::parse("[::1]:7").unwrap();
-        assert_eq!((a.host.as_str(), a.host_port()), ("::1", "[::1]:7".to_string()));
+        assert_eq!(
+            (a.host.as_str(), a.host_port()),
+            ("::1", "[::1]:7".to_string())
+        );
         let a = Address::parse("inproc://x").unwrap();
         assert_eq!(a.to_string(), "inproc://x");
         assert_eq!(Address::parse("localhost:0").unwrap().port, 0);

@@ -1,6 +1,6 @@
 //! Framing: the 56-byte header codec as a `tokio_util::codec` decoder and encoder.
 //!
-//! The decoder hands out payloads as [`Bytes`] slices of the read buffer (no copy) and
+//! The decoder hands out payloads as [`bytes::Bytes`] slices of the read buffer (no copy) and
 //! never trusts a length field to reserve more than a bounded chunk ahead of the bytes
 //! actually received, so a peer that announces 1 GiB and sends 10 bytes costs 10 bytes
 //! plus one chunk. The encoder copies header and payload into a buffer; the connection
@@ -103,7 +103,8 @@ impl Decoder for PackageCodec {
                 };
                 let mut bytes = [0u8; HEADER_SIZE];
                 bytes.copy_from_slice(raw);
-                let h = Header::from_bytes(&bytes).map_err(|found| CodecError::LostTrack { found })?;
+                let h =
+                    Header::from_bytes(&bytes).map_err(|found| CodecError::LostTrack { found })?;
                 if h.length > self.max_len {
                     return Err(CodecError::TooLarge {
                         length: h.length,
@@ -189,7 +190,16 @@ mod tests {
         let mut buf = encode_all(&[Frame::Package(Package::new(1, vec![0u8; 101]))]);
         buf.truncate(HEADER_SIZE);
         let err = codec.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, CodecError::TooLarge { length: 101, max: 100 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CodecError::TooLarge {
+                    length: 101,
+                    max: 100
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("101"));
     }
 
@@ -207,14 +217,23 @@ mod tests {
         let mut buf = BytesMut::from(&header.to_bytes()[..]);
         buf.extend_from_slice(b"0123456789");
         assert!(codec.decode(&mut buf).unwrap().is_none());
-        assert!(buf.capacity() <= 2 * RESERVE_CHUNK + 64, "capacity {}", buf.capacity());
+        assert!(
+            buf.capacity() <= 2 * RESERVE_CHUNK + 64,
+            "capacity {}",
+            buf.capacity()
+        );
     }
 
     #[test]
     fn bad_control_word() {
         let mut codec = PackageCodec::default();
-        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901234567890"[..]);
+        let mut buf = BytesMut::from(
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901234567890"[..],
+        );
         let err = codec.decode(&mut buf).unwrap_err();
-        assert!(err.to_string().starts_with("Lost track of the stream"), "{err}");
+        assert!(
+            err.to_string().starts_with("Lost track of the stream"),
+            "{err}"
+        );
     }
 }

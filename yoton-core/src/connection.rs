@@ -185,7 +185,10 @@ impl Connection {
 
     /// Waiting or connected (packages are accepted for sending).
     pub fn is_alive(&self) -> bool {
-        matches!(self.status(), Status::Waiting | Status::Hosting | Status::Connected)
+        matches!(
+            self.status(),
+            Status::Waiting | Status::Hosting | Status::Connected
+        )
     }
 
     /// Hosting or connected.
@@ -241,7 +244,9 @@ impl Connection {
     /// Set the receive time-out (at least 0.5 s, as in the reference).
     pub fn set_timeout(&self, timeout: Duration) {
         let t = timeout.max(DEFAULT_TIMEOUT);
-        self.shared.timeout_ms.store(t.as_millis() as u64, Ordering::Relaxed);
+        self.shared
+            .timeout_ms
+            .store(t.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Whether the connection is timed out right now.
@@ -580,12 +585,18 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
                 // Keep the task alive until the connection finishes closing.
                 std::future::pending::<()>().await;
             }
-            if tokio::time::timeout(HEARTBEAT_INTERVAL, notified).await.is_err() {
+            if tokio::time::timeout(HEARTBEAT_INTERVAL, notified)
+                .await
+                .is_err()
+            {
                 batch.push(Frame::Heartbeat);
             }
             continue;
         }
-        let n = batch.iter().filter(|f| !matches!(f, Frame::Heartbeat)).count() as u64;
+        let n = batch
+            .iter()
+            .filter(|f| !matches!(f, Frame::Heartbeat))
+            .count() as u64;
         if let Err(e) = writer.write_frames(&batch).await {
             conn.close_on_problem(&e.to_string());
             return;

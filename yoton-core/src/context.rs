@@ -302,7 +302,11 @@ impl Context {
 
     /// Run a future to completion from blocking code, on this context's runtime (see the
     /// module docs of the crate for the rules inside a runtime).
-    pub fn block_on<F: std::future::Future>(&self, what: &'static str, fut: F) -> Result<F::Output> {
+    pub fn block_on<F: std::future::Future>(
+        &self,
+        what: &'static str,
+        fut: F,
+    ) -> Result<F::Output> {
         self.inner.rt.block_on(what, fut)
     }
 
@@ -433,7 +437,11 @@ impl Context {
     /// The alive connections (waiting or connected), oldest first.
     pub fn connections(&self) -> Vec<Connection> {
         let st = self.inner.state.lock();
-        st.connections.iter().filter(|c| c.is_alive()).cloned().collect()
+        st.connections
+            .iter()
+            .filter(|c| c.is_alive())
+            .cloned()
+            .collect()
     }
 
     /// Every connection made by this context, closed ones included.
@@ -496,7 +504,12 @@ impl Context {
             address: addr.to_string(),
             reason: e.0,
         })?;
-        let conn = self.new_connection(addr.to_string(), Status::Waiting, listener.local());
+        let local = listener.local();
+        let conn = self.new_connection(
+            addr.with_port(local.port).to_string(),
+            Status::Waiting,
+            local,
+        );
         self.add_link(&conn);
         let weak = Arc::downgrade(&self.inner);
         let c2 = conn.clone();
@@ -549,19 +562,30 @@ impl Context {
         };
         let raw = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left.max(Duration::from_millis(10)), transport.connect(&addr)).await {
+            match tokio::time::timeout(
+                left.max(Duration::from_millis(10)),
+                transport.connect(&addr),
+            )
+            .await
+            {
                 Ok(Ok(raw)) => break raw,
                 Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(fail(e.0)),
                 Err(_) => return Err(fail("no answer".into())),
                 Ok(Err(_)) => {
-                    let pause = (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
+                    let pause =
+                        (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
                     tokio::time::sleep(pause.min(left)).await;
                 }
             }
         };
-        let link = establish(raw, Role::Client, self.hello(), self.inner.config.max_message_size)
-            .await
-            .map_err(|e: HandshakeError| fail(e.to_string()))?;
+        let link = establish(
+            raw,
+            Role::Client,
+            self.hello(),
+            self.inner.config.max_message_size,
+        )
+        .await
+        .map_err(|e: HandshakeError| fail(e.to_string()))?;
         let conn = self.new_connection(addr.to_string(), Status::Connected, link.local.clone());
         conn.start(link, Status::Connected, &self.inner.rt);
         self.add_link(&conn);
@@ -572,7 +596,9 @@ impl Context {
 
     /// Blocking version of [`Context::connect_async`].
     pub fn connect(&self, address: &str, timeout: Duration) -> Result<Connection> {
-        self.inner.rt.block_on("connect", self.connect_async(address, timeout))?
+        self.inner
+            .rt
+            .block_on("connect", self.connect_async(address, timeout))?
     }
 
     /// Listen at `address` and accept any number of peers, each a [`Connection`]
@@ -605,11 +631,16 @@ impl Context {
 
     /// Blocking version of [`Context::listen_async`].
     pub fn listen(&self, address: &str) -> Result<Listener> {
-        self.inner.rt.block_on("listen", self.listen_async(address))?
+        self.inner
+            .rt
+            .block_on("listen", self.listen_async(address))?
     }
 
     fn announce(&self, conn: &Connection) {
-        let _ = self.inner.events.send(ContextEvent::NewConnection(conn.clone()));
+        let _ = self
+            .inner
+            .events
+            .send(ContextEvent::NewConnection(conn.clone()));
     }
 
     /// Close every connection (each says goodbye and flushes up to 1 s) and stop.
@@ -654,7 +685,11 @@ async fn accept_loop(
             let max = ctx.inner.config.max_message_size;
             match establish(raw, Role::Host, ctx.hello(), max).await {
                 Ok(link) => {
-                    let conn = ctx.new_connection(format!("{name}#{}", link.peer), Status::Hosting, link.local.clone());
+                    let conn = ctx.new_connection(
+                        format!("{name}#{}", link.peer),
+                        Status::Hosting,
+                        link.local.clone(),
+                    );
                     conn.start(link, Status::Hosting, &ctx.inner.rt);
                     ctx.add_link(&conn);
                     ctx.announce(&conn);
@@ -774,9 +809,10 @@ impl ContextInner {
     }
 
     pub(crate) fn connection_closed(&self, conn: &Connection, reason: &str) {
-        let _ = self
-            .events
-            .send(ContextEvent::ConnectionClosed(conn.clone(), reason.to_owned()));
+        let _ = self.events.send(ContextEvent::ConnectionClosed(
+            conn.clone(),
+            reason.to_owned(),
+        ));
     }
 }
 

@@ -196,15 +196,30 @@ mod tests {
     #[test]
     fn parse_reference_line() {
         let h = Hello::parse("YOTON!0123456789abcdef.4242\r\n").unwrap();
-        assert_eq!(h, Hello { id: 0x0123456789abcdef, pid: 4242 });
+        assert_eq!(
+            h,
+            Hello {
+                id: 0x0123456789abcdef,
+                pid: 4242
+            }
+        );
         assert_eq!(Hello::parse(&h.line()).unwrap(), h);
     }
 
     #[test]
     fn parse_errors_name_the_problem() {
-        assert!(matches!(Hello::parse("GET / HTTP/1.1"), Err(HandshakeError::NotYoton(_))));
-        assert!(matches!(Hello::parse("YOTON!xyz.1"), Err(HandshakeError::Unparsable(_))));
-        assert!(matches!(Hello::parse("YOTON!12"), Err(HandshakeError::Unparsable(_))));
+        assert!(matches!(
+            Hello::parse("GET / HTTP/1.1"),
+            Err(HandshakeError::NotYoton(_))
+        ));
+        assert!(matches!(
+            Hello::parse("YOTON!xyz.1"),
+            Err(HandshakeError::Unparsable(_))
+        ));
+        assert!(matches!(
+            Hello::parse("YOTON!12"),
+            Err(HandshakeError::Unparsable(_))
+        ));
     }
 
     #[tokio::test]
@@ -221,7 +236,9 @@ mod tests {
             (peer.unwrap(), buf)
         });
         let mut buf = BytesMut::new();
-        let peer = client(&mut br, &mut bw, &mut buf, Hello { id: 2, pid: 20 }).await.unwrap();
+        let peer = client(&mut br, &mut bw, &mut buf, Hello { id: 2, pid: 20 })
+            .await
+            .unwrap();
         bw.write_all(b"rest").await.unwrap();
         assert_eq!(peer, Hello { id: 1, pid: 10 });
         let (seen, rest) = host.await.unwrap();
@@ -234,9 +251,13 @@ mod tests {
         let (a, b) = tokio::io::duplex(1024);
         let (mut ar, mut aw) = tokio::io::split(a);
         let (mut br, mut bw) = tokio::io::split(b);
-        bw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        bw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = BytesMut::new();
-        let err = host(&mut ar, &mut aw, &mut buf, Hello { id: 1, pid: 1 }).await.unwrap_err();
+        let err = host(&mut ar, &mut aw, &mut buf, Hello { id: 1, pid: 1 })
+            .await
+            .unwrap_err();
         assert!(matches!(err, HandshakeError::NotYoton(_)), "{err}");
         let mut answer = String::new();
         br.read_to_string(&mut answer).await.unwrap();

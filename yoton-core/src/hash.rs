@@ -121,11 +121,22 @@ mod tests {
 
     #[test]
     fn bignum_matches_u128_for_short_names() {
-        for name in ["", "a", "test", "chat.txt.pub-sub", "héllo wörld", "0123456789abcdef"] {
+        for name in [
+            "",
+            "a",
+            "test",
+            "chat.txt.pub-sub",
+            "héllo wörld",
+            "0123456789abcdef",
+        ] {
             let exact = short_reference(name);
             let m = u128::from(u64::MAX - 7);
             assert_eq!(slot_hash(name), 8 + (exact % m) as u64, "{name}");
-            assert_eq!(u128::from(port_hash(name)), 49152 + (exact % 16384), "{name}");
+            assert_eq!(
+                u128::from(port_hash(name)),
+                49152 + (exact % 16384),
+                "{name}"
+            );
         }
     }
 

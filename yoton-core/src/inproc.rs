@@ -93,11 +93,10 @@ impl Transport for InprocTransport {
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
-        let tx = acceptors()
-            .lock()
-            .get(&addr.host)
-            .cloned()
-            .ok_or_else(|| TransportError(format!("nobody listens at inproc://{}", addr.host)))?;
+        let tx =
+            acceptors().lock().get(&addr.host).cloned().ok_or_else(|| {
+                TransportError(format!("nobody listens at inproc://{}", addr.host))
+            })?;
         let (a, b) = tokio::io::duplex(PIPE_BUFFER);
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);

@@ -32,7 +32,10 @@
 //! ```
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod address;
 pub mod codec;
@@ -53,7 +56,9 @@ pub mod transport;
 pub use address::Address;
 pub use codec::{CodecError, PackageCodec, DEFAULT_MAX_MESSAGE_SIZE};
 pub use connection::{Connection, ConnectionEvent, Status};
-pub use context::{Context, ContextBuilder, ContextEvent, Listener, SlotGuard, SlotReceiver, SlotSender};
+pub use context::{
+    Context, ContextBuilder, ContextEvent, Listener, SlotGuard, SlotReceiver, SlotSender,
+};
 pub use error::{Error, Result};
 pub use hash::{channel_slot, port_hash, slot_hash};
 pub use link::{Endpoint, Link, LinkError, LinkReader, LinkWriter};

@@ -367,7 +367,11 @@ mod tests {
                     .filter(|i| i % 3 != n)
                     .map(|i| format!("m{i:02}"))
                     .collect();
-                assert_eq!(payloads(&net.delivered[n]), expected, "node {n}, delays {delays:?}");
+                assert_eq!(
+                    payloads(&net.delivered[n]),
+                    expected,
+                    "node {n}, delays {delays:?}"
+                );
             }
         }
     }
@@ -392,7 +396,11 @@ mod tests {
             .iter()
             .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
             .collect();
-        assert_eq!(arrival.first().map(String::as_str), Some("m05"), "later packages overtook");
+        assert_eq!(
+            arrival.first().map(String::as_str),
+            Some("m05"),
+            "later packages overtook"
+        );
         let expected: Vec<String> = (0..10).map(|i| format!("m{i:02}")).collect();
         assert_eq!(payloads(&net.delivered[2]), expected);
     }
@@ -429,6 +437,9 @@ mod tests {
         let mut p = Package::new(9, "x");
         p.source_id = 1;
         p.source_seq = 1;
-        assert_eq!(r.receive(p, 1, |_, _| {}), Received::Dropped(Dropped::OwnPackage));
+        assert_eq!(
+            r.receive(p, 1, |_, _| {}),
+            Received::Dropped(Dropped::OwnPackage)
+        );
     }
 }

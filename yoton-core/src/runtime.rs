@@ -70,7 +70,15 @@ impl Rt {
     }
 }
 
-/// See [`Rt::block_on`].
+/// Run `fut` to completion on `handle` from blocking code: directly outside any
+/// runtime, through `block_in_place` on a multi-thread runtime's thread, and refused
+/// with [`Error::BlockingInRuntime`] on a current-thread runtime (it would deadlock).
+///
+/// ```
+/// let rt = tokio::runtime::Runtime::new().unwrap();
+/// let v = yoton_core::block_on(rt.handle(), "example", async { 40 + 2 }).unwrap();
+/// assert_eq!(v, 42);
+/// ```
 pub fn block_on<F: Future>(handle: &Handle, what: &'static str, fut: F) -> Result<F::Output> {
     match Handle::try_current() {
         Err(_) => Ok(handle.block_on(fut)),

@@ -101,18 +101,19 @@ impl Registry {
 
     /// The transport for an address, or an error that names the scheme.
     pub fn for_address(&self, addr: &Address) -> crate::Result<Arc<dyn Transport>> {
-        self.get(&addr.scheme).ok_or_else(|| crate::Error::UnknownScheme {
-            scheme: addr.scheme.clone(),
-            address: addr.to_string(),
-            hint: match self.hints.get(&addr.scheme) {
-                Some(h) => format!(": {h}"),
-                None => {
-                    let mut known: Vec<_> = self.by_scheme.keys().copied().collect();
-                    known.sort_unstable();
-                    format!("; registered: {}", known.join(", "))
-                }
-            },
-        })
+        self.get(&addr.scheme)
+            .ok_or_else(|| crate::Error::UnknownScheme {
+                scheme: addr.scheme.clone(),
+                address: addr.to_string(),
+                hint: match self.hints.get(&addr.scheme) {
+                    Some(h) => format!(": {h}"),
+                    None => {
+                        let mut known: Vec<_> = self.by_scheme.keys().copied().collect();
+                        known.sort_unstable();
+                        format!("; registered: {}", known.join(", "))
+                    }
+                },
+            })
     }
 
     /// The registered schemes, sorted.
@@ -125,6 +126,8 @@ impl Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("schemes", &self.schemes()).finish()
+        f.debug_struct("Registry")
+            .field("schemes", &self.schemes())
+            .finish()
     }
 }

@@ -16,7 +16,10 @@ fn slot_and_port_hashes_match_the_reference() {
     let mut n = 0;
     let mut long = 0;
     let mut non_ascii = 0;
-    for line in data.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in data
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let mut f = line.split('\t');
         let name = String::from_utf8(unhex(f.next().unwrap())).unwrap();
         let slot: u64 = f.next().unwrap().parse().unwrap();
@@ -28,7 +31,10 @@ fn slot_and_port_hashes_match_the_reference() {
         non_ascii += usize::from(!name.is_ascii());
     }
     assert!(n >= 30, "only {n} vectors");
-    assert!(long >= 1 && non_ascii >= 3, "coverage: {long} long, {non_ascii} non-ASCII");
+    assert!(
+        long >= 1 && non_ascii >= 3,
+        "coverage: {long} long, {non_ascii} non-ASCII"
+    );
 }
 
 const REFUSED: &[&str] = &[":test", "localhost:", "localhost:١٢٣"];
@@ -37,7 +43,10 @@ const REFUSED: &[&str] = &[":test", "localhost:", "localhost:١٢٣"];
 fn addresses_match_the_reference() {
     let data = include_str!("data/address_vectors.txt");
     let mut n = 0;
-    for line in data.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in data
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let mut f = line.split('\t');
         let text = f.next().unwrap();
         let host = f.next().unwrap();

@@ -20,7 +20,9 @@ async fn hub_with_good_peer(max: u64) -> (Context, u16, Context, yoton_core::Lis
     let listener = hub.listen_async("127.0.0.1:0").await.unwrap();
     let port = listener.local().port;
     let good = ctx();
-    good.connect_async(&format!("127.0.0.1:{port}"), WAIT).await.unwrap();
+    good.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
     listener.accept_async(WAIT).await.unwrap();
     (hub, port, good, listener)
 }
@@ -87,7 +89,9 @@ async fn http_request_gets_the_error_answer_and_bind_keeps_waiting() {
     let host = host_ctx.bind_async("127.0.0.1:0").await.unwrap();
     let port = host.local().port;
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = String::new();
     tokio::time::timeout(WAIT, s.read_to_string(&mut answer))
         .await
@@ -97,7 +101,9 @@ async fn http_request_gets_the_error_answer_and_bind_keeps_waiting() {
     assert!(host.is_waiting());
     // A real peer still gets in.
     let peer = ctx();
-    peer.connect_async(&format!("127.0.0.1:{port}"), WAIT).await.unwrap();
+    peer.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
     host.wait_connected_async(WAIT).await.unwrap();
     assert_eq!(host.peer_id(), peer.id());
 }
@@ -115,7 +121,10 @@ async fn connecting_to_a_non_yoton_server_fails_with_its_answer() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("Handshake failed") && err.contains("HTTP/1.1 400"), "{err}");
+    assert!(
+        err.contains("Handshake failed") && err.contains("HTTP/1.1 400"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

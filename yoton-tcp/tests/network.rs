@@ -43,8 +43,12 @@ async fn line_routes_broadcast_and_directed_through_the_middle() {
     join(&a, &b).await;
     join(&b, &c).await;
     a.send_async(text(slot, "to all")).await.unwrap();
-    a.send_async(text(slot, "to c").to_owned_dest(c.id())).await.unwrap();
-    a.send_async(text(slot, "to b").to_owned_dest(b.id())).await.unwrap();
+    a.send_async(text(slot, "to c").to_owned_dest(c.id()))
+        .await
+        .unwrap();
+    a.send_async(text(slot, "to b").to_owned_dest(b.id()))
+        .await
+        .unwrap();
     assert_eq!(ic.recv_text().await, "to all");
     assert_eq!(ic.recv_text().await, "to c");
     assert_eq!(ib.recv_text().await, "to all");
@@ -74,7 +78,9 @@ async fn triangle(delay_on_ca: Option<Duration>) {
     if let Some(d) = delay_on_ca {
         port = delay_proxy(port, d).await;
     }
-    c.connect_async(&format!("127.0.0.1:{port}"), WAIT).await.unwrap();
+    c.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
     host.wait_connected_async(WAIT).await.unwrap();
     let ctxs = [&a, &b, &c];
     let n = 60;
@@ -119,7 +125,9 @@ async fn packages_overtaken_by_a_faster_path_are_not_lost() {
     let mut ic = inbox(&c, slot);
     let host = a.bind_async("127.0.0.1:0").await.unwrap();
     let port = delay_proxy(host.local().port, Duration::from_millis(400)).await;
-    c.connect_async(&format!("127.0.0.1:{port}"), WAIT).await.unwrap();
+    c.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
     host.wait_connected_async(WAIT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await; // NEW_CONNECTION settles
     for i in 0..5 {
@@ -137,7 +145,9 @@ async fn packages_overtaken_by_a_faster_path_are_not_lost() {
     ic.assert_quiet(Duration::from_millis(500)).await;
     assert_eq!(got[0], "fast0", "the fast path did not overtake: {got:?}");
     got.sort();
-    let mut expected: Vec<String> = (0..5).flat_map(|i| [format!("fast{i}"), format!("slow{i}")]).collect();
+    let mut expected: Vec<String> = (0..5)
+        .flat_map(|i| [format!("fast{i}"), format!("slow{i}")])
+        .collect();
     expected.sort();
     assert_eq!(got, expected);
 }
@@ -148,7 +158,9 @@ async fn packages_sent_before_any_connection_arrive_after_connect() {
     let slot = slot_hash("early.txt.pub-sub");
     let mut ib = inbox(&b, slot);
     for i in 0..5 {
-        a.send_async(text(slot, &format!("early{i}"))).await.unwrap();
+        a.send_async(text(slot, &format!("early{i}")))
+            .await
+            .unwrap();
     }
     assert_eq!(a.startup_queue_len(), 5);
     join(&a, &b).await;
@@ -203,12 +215,19 @@ async fn silent_peer_times_out_and_recovers() {
         .expect("no timedout(true) within 2 s")
         .unwrap();
     assert!(t);
-    assert!(at - silent_since <= Duration::from_secs(1), "{:?}", at - silent_since);
+    assert!(
+        at - silent_since <= Duration::from_secs(1),
+        "{:?}",
+        at - silent_since
+    );
     assert!(host.is_timed_out());
     assert!(host.is_connected(), "a time-out does not close");
     // Resume: one heartbeat.
     sock.write_all(&header(1, 0, 0, 0)).await.unwrap();
-    let (t, _) = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+    let (t, _) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!t);
     assert!(!host.is_timed_out());
 }
@@ -247,7 +266,11 @@ async fn connect_failure_names_the_address() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
-    let err = a.connect_async("ws://127.0.0.1:1", WAIT).await.unwrap_err().to_string();
+    let err = a
+        .connect_async("ws://127.0.0.1:1", WAIT)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ws://"), "{err}");
 }
 
@@ -260,11 +283,16 @@ async fn listen_accepts_many_peers_and_routes_between_them() {
     let leaves: Vec<_> = (0..4).map(|_| ctx()).collect();
     let mut inboxes: Vec<_> = leaves.iter().map(|c| inbox(c, slot)).collect();
     for leaf in &leaves {
-        leaf.connect_async(&format!("127.0.0.1:{port}"), WAIT).await.unwrap();
+        leaf.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+            .await
+            .unwrap();
         listener.accept_async(WAIT).await.unwrap();
     }
     assert_eq!(hub.connection_count(), 4);
-    leaves[0].send_async(text(slot, "from leaf 0")).await.unwrap();
+    leaves[0]
+        .send_async(text(slot, "from leaf 0"))
+        .await
+        .unwrap();
     for inbox in inboxes.iter_mut().skip(1) {
         assert_eq!(inbox.recv_text().await, "from leaf 0");
     }
@@ -286,13 +314,17 @@ fn blocking_api_from_a_plain_thread() {
             }),
         )
         .unwrap();
-    b.connect(&format!("127.0.0.1:{}", host.local().port), WAIT).unwrap();
+    b.connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
+        .unwrap();
     host.wait_connected(WAIT).unwrap();
     a.send(text(slot, "plain")).unwrap();
     a.flush(WAIT).unwrap();
     assert_eq!(&rx.recv_timeout(WAIT).unwrap()[..], b"plain");
     a.close();
-    assert_eq!(b.connections_all()[0].wait_closed(WAIT).unwrap(), "Closed from other end.");
+    assert_eq!(
+        b.connections_all()[0].wait_closed(WAIT).unwrap(),
+        "Closed from other end."
+    );
 }
 
 #[test]

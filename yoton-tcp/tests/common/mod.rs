@@ -83,7 +83,9 @@ pub async fn delay_proxy(target_port: u16, delay: Duration) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
-            let outbound = TcpStream::connect(("127.0.0.1", target_port)).await.unwrap();
+            let outbound = TcpStream::connect(("127.0.0.1", target_port))
+                .await
+                .unwrap();
             let (ir, iw) = inbound.into_split();
             let (or, ow) = outbound.into_split();
             tokio::spawn(pump(ir, ow, delay));

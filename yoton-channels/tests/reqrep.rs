@@ -1,0 +1,233 @@
+//! Request/reply over real TCP.
+
+#[path = "common.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use yoton_channels::{ChannelError, RepChannel, RepMode, ReqChannel, Value};
+use yoton_core::Context;
+
+/// A hub with the requester; repliers connect to it.
+fn hub() -> (Context, String) {
+    let hub = ctx();
+    let l = hub.listen("127.0.0.1:0").unwrap();
+    let addr = format!("127.0.0.1:{}", l.local().port);
+    std::mem::forget(l); // keep listening for the test's lifetime
+    (hub, addr)
+}
+
+#[test]
+fn three_repliers_one_slow_load_balancing() {
+    let (hub, addr) = hub();
+    let req = ReqChannel::new(&hub, "work").unwrap();
+    let in_flight: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let max_in_flight: Vec<Arc<AtomicUsize>> =
+        (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let mut keep = vec![];
+    for k in 0..3 {
+        let c = ctx();
+        let rep = RepChannel::new(&c, "work").unwrap();
+        let (now, max) = (in_flight[k].clone(), max_in_flight[k].clone());
+        rep.handle("job", move |(i,): (i64,)| {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(n, Ordering::SeqCst);
+            // Replier 0 is slow.
+            std::thread::sleep(Duration::from_millis(if k == 0 { 100 } else { 2 }));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, String>((i, k as i64))
+        });
+        rep.set_mode(RepMode::Thread);
+        c.connect(&addr, WAIT).unwrap();
+        keep.push((c, rep));
+    }
+    wait_for("3 repliers", || hub.connection_count() == 3);
+    let replies: Vec<_> = (0..100).map(|i| req.call("job", (i,)).unwrap()).collect();
+    let mut by_replier: HashMap<i64, usize> = HashMap::new();
+    for (i, r) in replies.iter().enumerate() {
+        let (echo, k): (i64, i64) = r.result_as(Duration::from_secs(30)).unwrap();
+        assert_eq!(echo, i as i64);
+        *by_replier.entry(k).or_default() += 1;
+    }
+    for (k, m) in max_in_flight.iter().enumerate() {
+        assert!(
+            m.load(Ordering::SeqCst) <= 1,
+            "replier {k} held two requests at once"
+        );
+    }
+    let slow = by_replier.get(&0).copied().unwrap_or(0);
+    assert!(
+        slow < 30,
+        "the slow replier took {slow} of 100: {by_replier:?}"
+    );
+    assert_eq!(by_replier.values().sum::<usize>(), 100);
+}
+
+#[test]
+fn a_replier_that_starts_later_still_answers() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "late").unwrap();
+    join(&a, &b);
+    let reply = req.call("echo", ("hi",)).unwrap();
+    std::thread::sleep(Duration::from_millis(800)); // a few req? go unanswered
+    assert!(!reply.done());
+    let rep = RepChannel::new(&b, "late").unwrap();
+    rep.set_mode(RepMode::Task);
+    let v = reply.result(WAIT).unwrap();
+    assert_eq!(
+        v,
+        Value::Tuple(vec!["hi".into(), Value::Str(format!("{:#x}", b.id()))])
+    );
+    assert_eq!(reply.replier(), b.id());
+}
+
+#[test]
+fn cancel_and_auto_cancel() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "nobody").unwrap();
+    join(&a, &b);
+    let r = req.call("echo", (1,)).unwrap();
+    assert!(r.cancel());
+    assert!(r.cancelled() && r.done());
+    assert!(matches!(r.result(WAIT), Err(ChannelError::Cancelled)));
+
+    req.set_default_timeout(Duration::from_millis(600));
+    let r = req.call("echo", (2,)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    r.add_done_callback(move |r| {
+        let _ = tx.send(r.cancelled());
+    });
+    let t0 = Instant::now();
+    assert!(
+        rx.recv_timeout(WAIT).unwrap(),
+        "done callback: not cancelled"
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    assert_eq!(r.result_or_cancel(Duration::from_millis(10)), None);
+    // A cancelled request is not served later when a replier appears.
+    let rep = RepChannel::new(&b, "nobody").unwrap();
+    rep.set_mode(RepMode::Task);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(rep.handled(), 0);
+}
+
+#[test]
+fn errors_and_unknown_methods_reach_the_requester() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "err").unwrap();
+    let rep = RepChannel::new(&b, "err").unwrap();
+    rep.handle("fail", |(): ()| Err::<i64, _>("ValueError: bad input"));
+    rep.register("panics", |_| panic!("boom"));
+    rep.set_mode(RepMode::Thread);
+    join(&a, &b);
+    let e = req
+        .call("fail", ())
+        .unwrap()
+        .exception(WAIT)
+        .unwrap()
+        .unwrap();
+    assert!(e.contains("bad input"), "{e}");
+    let e = req
+        .call("missing", ())
+        .unwrap()
+        .result(WAIT)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Method 'missing' not implemented"), "{e}");
+    let e = req
+        .call("panics", ())
+        .unwrap()
+        .result(WAIT)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("boom"), "{e}");
+    // Wrong argument types are an error too, not a crash.
+    rep.handle("add", |(x, y): (i64, i64)| Ok::<_, String>(x + y));
+    let e = req
+        .call("add", ("a", "b"))
+        .unwrap()
+        .result(WAIT)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("add"), "{e}");
+    assert_eq!(
+        req.call("add", (2, 3)).unwrap().result(WAIT).unwrap(),
+        Value::Int(5)
+    );
+}
+
+#[test]
+fn keyword_arguments_and_async_handlers() {
+    #[derive(serde::Serialize)]
+    struct Opts {
+        scale: f64,
+    }
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "kw").unwrap();
+    let rep = RepChannel::new(&b, "kw").unwrap();
+    rep.register("scaled", |r| {
+        let x = match r.args.first() {
+            Some(Value::Float(x)) => *x,
+            Some(Value::Int(i)) => *i as f64,
+            _ => return Err("TypeError: x".into()),
+        };
+        let scale = match r.kwarg("scale") {
+            Some(Value::Float(s)) => *s,
+            _ => 1.0,
+        };
+        Ok(Value::Float(x * scale))
+    });
+    rep.handle_async("later", |(ms,): (u64,)| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, String>("done")
+    });
+    rep.set_mode(RepMode::Task);
+    join(&a, &b);
+    let v = req
+        .call_kw("scaled", (2,), Opts { scale: 1.5 })
+        .unwrap()
+        .result(WAIT)
+        .unwrap();
+    assert_eq!(v, Value::Float(3.0));
+    let v = req.call("later", (50,)).unwrap().result(WAIT).unwrap();
+    assert_eq!(v, Value::Str("done".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_a_reply() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "aw").unwrap();
+    let rep = RepChannel::new(&b, "aw").unwrap();
+    rep.set_mode(RepMode::Task);
+    join_async(&a, &b).await;
+    let replies: Vec<_> = (0..20).map(|i| req.call("echo", (i,)).unwrap()).collect();
+    for (i, r) in replies.into_iter().enumerate() {
+        let v = tokio::time::timeout(WAIT, r).await.unwrap().unwrap();
+        let Value::Tuple(t) = v else { panic!("{v:?}") };
+        assert_eq!(t[0], Value::Int(i as i64));
+    }
+}
+
+#[test]
+fn event_mode_runs_in_the_event_loop() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "ev").unwrap();
+    let rep = RepChannel::new(&b, "ev").unwrap();
+    rep.set_mode(RepMode::Event);
+    join(&a, &b);
+    let r = req.call("echo", ("e",)).unwrap();
+    // Nothing is handled until somebody processes events.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(rep.handled(), 0);
+    let t0 = Instant::now();
+    while !r.done() && t0.elapsed() < WAIT {
+        yoton_core::events::process_events(false);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(r.result(Duration::from_millis(1)).is_ok());
+    assert_eq!(rep.handled(), 1);
+}
