@@ -14,9 +14,13 @@
 //!   of the reference's `ObjectMessageType`, with serde support.
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod error;
+pub mod file;
 pub mod message;
 pub mod object;
 pub mod pubsub;

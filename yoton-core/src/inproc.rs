@@ -114,7 +114,7 @@ impl Transport for InprocTransport {
             local: name.clone(),
             peer: client.clone(),
         };
-        tx.send(host_side)
+        tx.send(host_side.into())
             .await
             .map_err(|_| TransportError(format!("inproc://{} stopped listening", addr.host)))?;
         Ok(RawStream {
@@ -122,7 +122,8 @@ impl Transport for InprocTransport {
             writer: Box::new(bw),
             local: client,
             peer: name,
-        })
+        }
+        .into())
     }
 }
 

@@ -47,6 +47,7 @@ pub mod handshake;
 pub mod hash;
 pub mod inproc;
 pub mod link;
+pub mod messages;
 pub mod package;
 pub mod router;
 mod runtime;

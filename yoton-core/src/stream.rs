@@ -50,9 +50,27 @@ pub struct RawStream {
     pub peer: Endpoint,
 }
 
-/// Run the handshake over a raw stream (bounded by [`handshake::HANDSHAKE_TIMEOUT`]) and
-/// turn it into a [`Link`] that decodes with a codec of `max_message_size`.
+/// Run the handshake over what a transport produced (bounded by
+/// [`handshake::HANDSHAKE_TIMEOUT`]) and turn it into a [`Link`] that refuses packages
+/// above `max_message_size`.
 pub async fn establish(
+    incoming: crate::transport::Incoming,
+    role: Role,
+    me: Hello,
+    max_message_size: u64,
+) -> Result<Link, HandshakeError> {
+    match incoming {
+        crate::transport::Incoming::Stream(raw) => {
+            establish_stream(raw, role, me, max_message_size).await
+        }
+        crate::transport::Incoming::Messages(raw) => {
+            crate::messages::establish_messages(raw, role == Role::Host, me, max_message_size).await
+        }
+    }
+}
+
+/// [`establish`] for a byte stream.
+pub async fn establish_stream(
     mut raw: RawStream,
     role: Role,
     me: Hello,

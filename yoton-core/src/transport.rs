@@ -1,7 +1,8 @@
 //! The `Transport` trait and the registry that finds a transport by address scheme.
 //!
 //! A transport turns an [`Address`] into links. Byte-stream transports return a
-//! [`RawStream`] and let core run the handshake and framing ([`crate::stream`]), so each
+//! [`RawStream`] and message transports a [`crate::messages::RawMessages`]; core runs
+//! the handshake and the framing ([`crate::stream`], [`crate::messages`]), so each
 //! transport crate only opens sockets.
 
 use std::collections::HashMap;
@@ -13,8 +14,26 @@ use crate::address::Address;
 use crate::link::Endpoint;
 use crate::stream::RawStream;
 
-/// What a transport hands to core: a byte stream, before the handshake.
-pub type Incoming = RawStream;
+/// What a transport hands to core before the handshake: a byte stream (TCP, TLS, QUIC
+/// streams, pipes) or a message link (WebSocket).
+pub enum Incoming {
+    /// A byte stream; core frames packages with the header codec.
+    Stream(RawStream),
+    /// A message link; one package per message.
+    Messages(crate::messages::RawMessages),
+}
+
+impl From<RawStream> for Incoming {
+    fn from(s: RawStream) -> Self {
+        Incoming::Stream(s)
+    }
+}
+
+impl From<crate::messages::RawMessages> for Incoming {
+    fn from(m: crate::messages::RawMessages) -> Self {
+        Incoming::Messages(m)
+    }
+}
 
 /// An error from a transport (it becomes the reason of a failed bind or connect).
 #[derive(Debug, thiserror::Error)]

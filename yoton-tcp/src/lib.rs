@@ -21,6 +21,8 @@
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod clientserver;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -71,7 +73,8 @@ fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
         writer: Box::new(w),
         local,
         peer,
-    })
+    }
+    .into())
 }
 
 struct Listening {

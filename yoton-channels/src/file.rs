@@ -1,0 +1,1 @@
+//! File wrapper: work in progress.

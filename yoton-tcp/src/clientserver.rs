@@ -1,0 +1,1 @@
+//! Client/server helper: work in progress.
