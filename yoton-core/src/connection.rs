@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     progress: Notify,
     timeout_ms: AtomicU64,
     timed_out: AtomicBool,
+    reader_ended: AtomicBool,
+    reader_end: Notify,
     events: broadcast::Sender<ConnectionEvent>,
     callbacks: Mutex<Vec<Callback>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -160,6 +162,8 @@ impl Connection {
                 progress: Notify::new(),
                 timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
                 timed_out: AtomicBool::new(false),
+                reader_ended: AtomicBool::new(false),
+                reader_end: Notify::new(),
                 events,
                 callbacks: Mutex::new(Vec::new()),
                 tasks: Mutex::new(Vec::new()),
@@ -427,11 +431,26 @@ impl Connection {
         self.shared.status.send_replace(Status::Closing);
         self.detach();
         if matches!(was, Status::Hosting | Status::Connected) {
+            let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT;
             self.push(Frame::Goodbye);
             {
                 self.shared.queue.lock().sealed = true;
             }
             let _ = self.flush_async(CLOSE_FLUSH_TIMEOUT).await;
+            // The writer now shuts its side down. Keep reading until the peer closes
+            // too (bounded): closing a socket with unread data makes the kernel reset
+            // the connection, and the peer would see a socket error instead of the
+            // goodbye.
+            let ended = async {
+                loop {
+                    let n = self.shared.reader_end.notified();
+                    if self.shared.reader_ended.load(Ordering::Acquire) {
+                        return;
+                    }
+                    n.await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, ended).await;
         }
         self.finish(reason);
     }
@@ -521,7 +540,14 @@ impl Connection {
     }
 }
 
-async fn run_reader(conn: Connection, mut reader: Box<dyn LinkReader>) {
+async fn run_reader(conn: Connection, reader: Box<dyn LinkReader>) {
+    read_until_closed(&conn, reader).await;
+    conn.shared.reader_ended.store(true, Ordering::Release);
+    conn.shared.reader_end.notify_waiters();
+}
+
+async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
+    let conn = conn.clone();
     let mut frames: Vec<Frame> = Vec::with_capacity(64);
     loop {
         let got = tokio::time::timeout(conn.timeout(), reader.read_frames(&mut frames)).await;
