@@ -367,8 +367,9 @@ impl Context {
     /// waits (up to 1 s) while a connection's send queue is full. Inside a runtime use
     /// [`Context::send_async`], which waits the same way without blocking.
     pub fn send(&self, package: Package) -> Result<()> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            self.inner.rt.block_on("send", self.wait_send_space())?;
+        let full = self.full_links();
+        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+            self.inner.rt.block_on("send", self.wait_send_space(full))?;
         }
         self.send_now(package)
     }
@@ -385,20 +386,25 @@ impl Context {
 
     /// Send, waiting (up to 1 s) for room in full send queues first.
     pub async fn send_async(&self, package: Package) -> Result<()> {
-        self.wait_send_space().await;
+        let full = self.full_links();
+        if !full.is_empty() {
+            self.wait_send_space(full).await;
+        }
         self.send_now(package)
     }
 
-    async fn wait_send_space(&self) {
-        let full: Vec<Connection> = {
-            let limit = self.inner.config.send_queue;
-            let st = self.inner.state.lock();
-            st.router
-                .links()
-                .filter(|(_, c)| c.queued() >= limit)
-                .map(|(_, c)| c.clone())
-                .collect()
-        };
+    /// The alive connections whose send queue is full (usually none: no allocation).
+    fn full_links(&self) -> Vec<Connection> {
+        let limit = self.inner.config.send_queue;
+        let st = self.inner.state.lock();
+        st.router
+            .links()
+            .filter(|(_, c)| c.queued() >= limit)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    async fn wait_send_space(&self, full: Vec<Connection>) {
         let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
         for c in full {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

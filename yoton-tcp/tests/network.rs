@@ -340,3 +340,46 @@ fn blocking_call_inside_current_thread_runtime_is_refused() {
         assert!(a.bind_async("127.0.0.1:0").await.is_ok());
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_connection_context_message_closes_the_senders_link() {
+    let (a, b) = (ctx(), ctx());
+    let (host, client) = join(&a, &b).await;
+    // b asks a (directed) to close the connection to b.
+    b.send_async(
+        Package::new(yoton_core::package::SLOT_CONTEXT, "CLOSE_CONNECTION").to(a.id(), 0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        host.wait_closed_async(WAIT).await.unwrap(),
+        "Closed from other end."
+    );
+    // a closed without a goodbye; b sees the end of the stream.
+    assert_eq!(
+        client.wait_closed_async(WAIT).await.unwrap(),
+        "Other end dropped the connection."
+    );
+}
+
+#[test]
+fn public_handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<yoton_core::Context>();
+    check::<yoton_core::Connection>();
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<yoton_core::Listener>();
+}
+
+#[test]
+fn publichost_resolves_or_names_the_host() {
+    match yoton_core::Address::parse("publichost:80") {
+        Ok(a) => {
+            assert!(a.host.parse::<std::net::Ipv4Addr>().is_ok(), "{a:?}");
+            assert_eq!(a.port, 80);
+            // The same as publichost0.
+            assert_eq!(yoton_core::Address::parse("publichost0:80").unwrap(), a);
+        }
+        Err(e) => assert!(e.to_string().contains("host"), "{e}"),
+    }
+}
