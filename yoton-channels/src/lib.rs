@@ -29,6 +29,7 @@ pub mod reqrep;
 pub mod state;
 
 pub use error::{ChannelError, Result};
+pub use file::{Block, FileReader, FileWriter};
 pub use message::{Binary, MessageType, Object, ObjectOf, Text};
 pub use object::{ObjectError, Value};
 pub use pubsub::{select_sub_channel, PubChannel, Selectable, SubChannel};

@@ -41,12 +41,52 @@ const PRE_REQUEST_EXPIRY: Duration = Duration::from_secs(10);
 struct NoHooks;
 impl SlotSender for NoHooks {}
 
-struct Sink(Weak<Inbox>, Arc<Notify>);
+/// Wakes whoever drives a channel: an async task (`notify`) or a plain thread
+/// (`flag` + `cv`, which works without a runtime, also while it shuts down).
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    flag: Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+impl Wake {
+    fn wake(&self) {
+        self.notify.notify_one();
+        *self.flag.lock() = true;
+        self.cv.notify_all();
+    }
+
+    async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// Wait (blocking) until woken or `timeout` passes.
+    fn wait_blocking(&self, timeout: Duration) {
+        let mut woken = self.flag.lock();
+        if !*woken {
+            let _ = self.cv.wait_for(&mut woken, timeout);
+        }
+        *woken = false;
+    }
+
+    fn notify_waiters(&self) {
+        self.notify.notify_waiters();
+        *self.flag.lock() = true;
+        self.cv.notify_all();
+    }
+
+    fn notify_one(&self) {
+        self.wake();
+    }
+}
+
+struct Sink(Weak<Inbox>, Arc<Wake>);
 impl SlotReceiver for Sink {
     fn deposit(&self, package: Package, recv_seq: u64) {
         if let Some(inbox) = self.0.upgrade() {
             inbox.push(package, recv_seq);
-            self.1.notify_one();
+            self.1.wake();
         }
     }
 }
@@ -313,7 +353,7 @@ struct ReqShared {
     items: Mutex<HashMap<u64, Reply>>,
     default_timeout: Mutex<Duration>,
     inbox: Arc<Inbox>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     closed: AtomicBool,
     guards: Mutex<Vec<SlotGuard>>,
 }
@@ -429,7 +469,7 @@ impl ReqChannel {
         let slot = channel_slot(name, "obj", "req-rep");
         let in_slot = channel_slot(name, "obj", "rep-req");
         let inbox = Arc::new(Inbox::new());
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let g1 = ctx.register_sender(slot, &format!("{name}.obj.req-rep"), Arc::new(NoHooks))?;
         let g2 = ctx.register_receiver(
             in_slot,
@@ -665,7 +705,7 @@ struct RepShared {
     name: String,
     slot: u64,
     inbox: Arc<Inbox>,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     handlers: RwLock<HashMap<String, Handler>>,
     services: RwLock<Vec<Arc<dyn Service>>>,
     pre: Mutex<PreRequests>,
@@ -924,7 +964,7 @@ impl RepChannel {
         let slot = channel_slot(name, "obj", "rep-req");
         let in_slot = channel_slot(name, "obj", "req-rep");
         let inbox = Arc::new(Inbox::new());
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let g1 = ctx.register_sender(slot, &format!("{name}.obj.rep-req"), Arc::new(NoHooks))?;
         let g2 = ctx.register_receiver(
             in_slot,
@@ -1097,11 +1137,10 @@ fn run_thread(weak: Weak<RepShared>, generation: u64) {
             return;
         };
         s.process_pending();
-        let wait = async {
-            let _ = tokio::time::timeout(Duration::from_millis(250), s.wake.notified()).await;
-        };
-        if s.inbox.len() == 0 && s.ctx.block_on("replier", wait).is_err() {
-            std::thread::sleep(Duration::from_millis(10));
+        if s.inbox.len() == 0 {
+            let wake = s.wake.clone();
+            drop(s);
+            wake.wait_blocking(Duration::from_millis(250));
         }
     }
 }

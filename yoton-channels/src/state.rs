@@ -44,8 +44,17 @@ impl SlotSender for Hooks {
 impl SlotReceiver for Hooks {
     fn deposit(&self, package: Package, _recv_seq: u64) {
         if let Some(s) = self.0.upgrade() {
-            *s.current.lock() = Some(package.payload);
-            s.notifier.arrived(s.ctx.runtime());
+            let changed = {
+                let mut cur = s.current.lock();
+                let changed = cur.as_ref() != Some(&package.payload);
+                *cur = Some(package.payload);
+                changed
+            };
+            // The same state arrives again whenever a context joins (every state
+            // channel resends): notify only real changes.
+            if changed {
+                s.notifier.arrived(s.ctx.runtime());
+            }
         }
     }
 }
@@ -151,7 +160,8 @@ impl<M: MessageType> StateChannel<M> {
         }
     }
 
-    /// Call `f` when a new state arrived (coalesced).
+    /// Call `f` when a different state arrived (coalesced; the resends that follow a
+    /// `NEW_CONNECTION` do not count when the state is unchanged).
     pub fn on_received(&self, f: impl Fn(&StateChannel<M>) + Send + Sync + 'static) {
         let weak = Arc::downgrade(&self.shared);
         let guards = Arc::downgrade(&self.guards);

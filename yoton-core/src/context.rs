@@ -64,6 +64,15 @@ pub struct Config {
     pub startup_queue: usize,
     /// Per-connection send queue length above which senders wait (default 64).
     pub send_queue: usize,
+    /// Shared secret for peer authentication (off by default: the Python reference
+    /// does not know it).
+    pub secret: Option<crate::handshake::Secret>,
+    /// Handshakes in progress per listener above which new sockets are closed at once
+    /// (default 64): slow or silent clients cannot pile up.
+    pub max_pending_handshakes: usize,
+    /// Connections per listener above which new sockets are closed at once
+    /// (default 1024).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -72,6 +81,9 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             startup_queue: crate::router::DEFAULT_STARTUP_QUEUE,
             send_queue: DEFAULT_SEND_QUEUE,
+            secret: None,
+            max_pending_handshakes: 64,
+            max_connections: 1024,
         }
     }
 }
@@ -118,6 +130,25 @@ impl ContextBuilder {
     /// Per-connection send queue length for soft back-pressure.
     pub fn send_queue(mut self, n: usize) -> Self {
         self.config.send_queue = n.max(1);
+        self
+    }
+
+    /// Require every peer to prove this shared secret in the handshake (and prove it
+    /// to them). Off by default; peers without it (the Python reference) are refused.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.config.secret = Some(crate::handshake::Secret::new(secret));
+        self
+    }
+
+    /// Limit of handshakes in progress per listener.
+    pub fn max_pending_handshakes(mut self, n: usize) -> Self {
+        self.config.max_pending_handshakes = n.max(1);
+        self
+    }
+
+    /// Limit of connections per listener.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
         self
     }
 
@@ -521,6 +552,7 @@ impl Context {
         let c2 = conn.clone();
         let hello = self.hello();
         let max = self.inner.config.max_message_size;
+        let secret = self.inner.config.secret.clone();
         let task = self.inner.rt.spawn(async move {
             loop {
                 let raw = match listener.accept().await {
@@ -530,7 +562,7 @@ impl Context {
                         return;
                     }
                 };
-                match establish(raw, Role::Host, hello, max).await {
+                match establish(raw, Role::Host, hello, max, secret.as_ref()).await {
                     Ok(link) => {
                         drop(listener);
                         let Some(inner) = weak.upgrade() else { return };
@@ -589,6 +621,7 @@ impl Context {
             Role::Client,
             self.hello(),
             self.inner.config.max_message_size,
+            self.inner.config.secret.as_ref(),
         )
         .await
         .map_err(|e: HandshakeError| fail(e.to_string()))?;
@@ -674,6 +707,8 @@ async fn accept_loop(
     name: String,
     tx: mpsc::UnboundedSender<Connection>,
 ) {
+    let pending = Arc::new(AtomicU64::new(0));
+    let alive = Arc::new(AtomicU64::new(0));
     loop {
         let raw = match listener.accept().await {
             Ok(raw) => raw,
@@ -685,17 +720,35 @@ async fn accept_loop(
         };
         let Some(inner) = ctx.upgrade() else { return };
         let ctx = Context { inner };
-        let tx = tx.clone();
-        let name = name.clone();
+        let config = &ctx.inner.config;
+        // Limits: a socket over them is closed at once (dropped), keeping file
+        // descriptors and memory bounded under a flood.
+        if pending.load(Ordering::Acquire) >= config.max_pending_handshakes as u64 {
+            tracing::warn!(address = %name, limit = config.max_pending_handshakes, "too many handshakes in progress; dropped a new socket");
+            continue;
+        }
+        if alive.load(Ordering::Acquire) >= config.max_connections as u64 {
+            tracing::warn!(address = %name, limit = config.max_connections, "connection limit reached; dropped a new socket");
+            continue;
+        }
+        pending.fetch_add(1, Ordering::AcqRel);
+        let (tx, name, pending, alive) = (tx.clone(), name.clone(), pending.clone(), alive.clone());
         ctx.inner.rt.clone().spawn(async move {
             let max = ctx.inner.config.max_message_size;
-            match establish(raw, Role::Host, ctx.hello(), max).await {
+            let secret = ctx.inner.config.secret.clone();
+            let result = establish(raw, Role::Host, ctx.hello(), max, secret.as_ref()).await;
+            pending.fetch_sub(1, Ordering::AcqRel);
+            match result {
                 Ok(link) => {
                     let conn = ctx.new_connection(
                         format!("{name}#{}", link.peer),
                         Status::Hosting,
                         link.local.clone(),
                     );
+                    alive.fetch_add(1, Ordering::AcqRel);
+                    conn.on_closed(move |_, _| {
+                        alive.fetch_sub(1, Ordering::AcqRel);
+                    });
                     conn.start(link, Status::Hosting, &ctx.inner.rt);
                     ctx.add_link(&conn);
                     ctx.announce(&conn);

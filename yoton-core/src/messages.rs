@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter};
 use crate::package::{frame_from_parts, Frame, Header, HEADER_SIZE};
+use crate::stream::Role;
 
 /// The receiving half of a message transport.
 #[async_trait]
@@ -41,66 +42,56 @@ pub struct RawMessages {
     pub peer: Endpoint,
 }
 
-async fn recv_line(reader: &mut dyn MessageReader) -> Result<String, HandshakeError> {
-    let msg = reader
-        .recv()
-        .await
-        .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))?
-        .ok_or(HandshakeError::Eof)?;
-    if msg.len() > handshake::MAX_LINE {
-        return Err(HandshakeError::TooLong);
-    }
-    let text = std::str::from_utf8(&msg).map_err(|_| HandshakeError::InvalidUtf8)?;
-    Ok(text.trim_end_matches("\r\n").to_owned())
+/// [`handshake::LineIo`] over a message link: one line per message.
+struct MessageLines<'a> {
+    raw: &'a mut RawMessages,
 }
 
-async fn send_line(writer: &mut dyn MessageWriter, line: &str) -> Result<(), HandshakeError> {
-    writer
-        .send(vec![Bytes::copy_from_slice(line.as_bytes())])
-        .await
-        .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))
+#[async_trait]
+impl handshake::LineIo for MessageLines<'_> {
+    async fn recv_line(&mut self) -> Result<String, HandshakeError> {
+        let msg = self
+            .raw
+            .reader
+            .recv()
+            .await
+            .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))?
+            .ok_or(HandshakeError::Eof)?;
+        if msg.len() > handshake::MAX_LINE {
+            return Err(HandshakeError::TooLong);
+        }
+        let text = std::str::from_utf8(&msg).map_err(|_| HandshakeError::InvalidUtf8)?;
+        Ok(text.trim_end_matches("\r\n").to_owned())
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<(), HandshakeError> {
+        let msg = Bytes::from(format!("{line}\r\n"));
+        self.raw
+            .writer
+            .send(vec![msg])
+            .await
+            .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    async fn refuse(&mut self, line: &str) {
+        let _ = self.send_line(line).await;
+        let _ = self.raw.writer.close().await;
+    }
 }
 
 /// Run the handshake over a message link and turn it into a [`Link`].
 pub async fn establish_messages(
     mut raw: RawMessages,
-    host: bool,
+    role: Role,
     me: Hello,
     max_message_size: u64,
+    auth: Option<&handshake::Secret>,
 ) -> Result<Link, HandshakeError> {
     let fut = async {
-        if host {
-            let line = match recv_line(&mut *raw.reader).await {
-                Ok(l) => l,
-                Err(e @ (HandshakeError::TooLong | HandshakeError::InvalidUtf8)) => {
-                    let _ =
-                        send_line(&mut *raw.writer, &format!("{}\r\n", handshake::NOT_YOTON)).await;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            };
-            let peer = match Hello::parse(&line) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ =
-                        send_line(&mut *raw.writer, &format!("{}\r\n", handshake::NOT_YOTON)).await;
-                    let _ = raw.writer.close().await;
-                    return Err(e);
-                }
-            };
-            send_line(&mut *raw.writer, &me.line()).await?;
-            if peer.id == me.id {
-                return Err(HandshakeError::SelfConnect);
-            }
-            Ok(peer)
-        } else {
-            send_line(&mut *raw.writer, &me.line()).await?;
-            let line = recv_line(&mut *raw.reader).await?;
-            let peer = Hello::parse(&line)?;
-            if peer.id == me.id {
-                return Err(HandshakeError::SelfConnect);
-            }
-            Ok(peer)
+        let mut io = MessageLines { raw: &mut raw };
+        match role {
+            Role::Host => handshake::host(&mut io, me, auth).await,
+            Role::Client => handshake::client(&mut io, me, auth).await,
         }
     };
     let peer = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, fut)

@@ -58,13 +58,14 @@ pub async fn establish(
     role: Role,
     me: Hello,
     max_message_size: u64,
+    auth: Option<&handshake::Secret>,
 ) -> Result<Link, HandshakeError> {
     match incoming {
         crate::transport::Incoming::Stream(raw) => {
-            establish_stream(raw, role, me, max_message_size).await
+            establish_stream(raw, role, me, max_message_size, auth).await
         }
         crate::transport::Incoming::Messages(raw) => {
-            crate::messages::establish_messages(raw, role == Role::Host, me, max_message_size).await
+            crate::messages::establish_messages(raw, role, me, max_message_size, auth).await
         }
     }
 }
@@ -75,12 +76,18 @@ pub async fn establish_stream(
     role: Role,
     me: Hello,
     max_message_size: u64,
+    auth: Option<&handshake::Secret>,
 ) -> Result<Link, HandshakeError> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let fut = async {
+        let mut io = handshake::StreamLines {
+            reader: &mut raw.reader,
+            writer: &mut raw.writer,
+            buf: &mut buf,
+        };
         match role {
-            Role::Host => handshake::host(&mut raw.reader, &mut raw.writer, &mut buf, me).await,
-            Role::Client => handshake::client(&mut raw.reader, &mut raw.writer, &mut buf, me).await,
+            Role::Host => handshake::host(&mut io, me, auth).await,
+            Role::Client => handshake::client(&mut io, me, auth).await,
         }
     };
     let peer = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, fut)

@@ -346,11 +346,9 @@ async fn close_connection_context_message_closes_the_senders_link() {
     let (a, b) = (ctx(), ctx());
     let (host, client) = join(&a, &b).await;
     // b asks a (directed) to close the connection to b.
-    b.send_async(
-        Package::new(yoton_core::package::SLOT_CONTEXT, "CLOSE_CONNECTION").to(a.id(), 0),
-    )
-    .await
-    .unwrap();
+    b.send_async(Package::new(yoton_core::package::SLOT_CONTEXT, "CLOSE_CONNECTION").to(a.id(), 0))
+        .await
+        .unwrap();
     assert_eq!(
         host.wait_closed_async(WAIT).await.unwrap(),
         "Closed from other end."

@@ -1,0 +1,743 @@
+//! How packages travel over one QUIC connection.
+//!
+//! ## Streams
+//! - **Control stream**: the one bidirectional stream, opened by the client. It carries,
+//!   in order, the handshake lines (`YOTON!<id>.<pid>\r\n`, and the authentication
+//!   lines when a shared secret is set), then packages exactly as over TCP (56-byte
+//!   header + payload), heartbeats and the goodbye. It has a higher send priority than
+//!   the other streams.
+//! - **Large packages** (payload above the sender's threshold, 64 KiB by default) each
+//!   go on a unidirectional stream of their own: the 56-byte header and the payload,
+//!   then the end of the stream. In the control stream, at the place where the package
+//!   would have been, a 56-byte *reference* is written instead: the same header with
+//!   the control word `YOTONUNI`. The n-th reference of a connection stands for the
+//!   n-th unidirectional stream that the peer opened (QUIC numbers streams in the
+//!   order they are opened).
+//!
+//! ## Ordering guarantees (receiving side)
+//! - **Packages of the same slot (channel) are delivered in the order they were sent,**
+//!   whatever their sizes. So a channel's own protocol is never reordered: a
+//!   publisher's messages, the `req?` / request / `req-` sequence of request/reply,
+//!   state updates.
+//! - **Packages of different slots may overtake each other when a large package is in
+//!   flight**: a small package (or a large one that completes sooner) of one channel
+//!   does not wait for a large package of another channel. That is the point: a
+//!   64 MiB transfer on one channel does not delay a chat message on another. (Over
+//!   TCP, everything arrives in the order sent; code that sends a large package on
+//!   one channel and a "done" on another must not expect that order over QUIC.)
+//! - A large package never overtakes a package sent before it: it is only delivered
+//!   once its reference has been read from the control stream.
+//! - Bounds: at most [`MAX_OVERTAKE`] packages may overtake the oldest large package
+//!   still in flight (so the router's per-source duplicate window of 4096 sequence
+//!   numbers never mistakes a late large package for an old duplicate), and at most
+//!   [`MAX_WAITING`] packages ([`MAX_WAITING_BYTES`] bytes) may wait behind large
+//!   packages of their slot. Past either bound, reading the control stream pauses
+//!   until the large package is in: the connection then behaves like TCP.
+//! - The goodbye (and the end of the control stream) is delivered after every package
+//!   sent before it: closing right after sending a large package does not lose it.
+//! - Without large packages everything travels on one stream, in TCP's order.
+//!
+//! ## Sending
+//! The writer hands each large package to a task of its own and goes on with the
+//! next package at once, so small packages behind it are not held up at the sender
+//! either. At most `max_concurrent_large_messages` of the peer's streams can be open
+//! at a time (the peer's QUIC stream limit); a further large package waits for one,
+//! and the packages behind it with it. A link that is dropped keeps its connection
+//! open until the peer has received what was written (like a closed TCP socket).
+//!
+//! ## Memory
+//! Per connection, at most `max_concurrent_large_messages` large packages are read or
+//! held at a time (a permit is taken before a stream is accepted and given back when
+//! its package is handed to the context), each at most `max_message_size`; the buffer
+//! of a large package grows with what actually arrived, not with what its header
+//! announces. The control stream is read into a queue of 64 packages, plus the
+//! packages waiting behind large ones (bounded above). QUIC flow control holds the
+//! peer back when these are full.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use yoton_core::codec::CodecError;
+use yoton_core::handshake::MAX_LINE;
+use yoton_core::link::LinkError;
+use yoton_core::messages::{MessageReader, MessageWriter, RawMessages};
+use yoton_core::package::{Header, CONTROL, HEADER_SIZE, SLOT_SIGNAL};
+use yoton_core::Endpoint;
+
+/// Control word of a reference to a package that travels on its own stream.
+pub const REF_CONTROL: u64 = u64::from_le_bytes(*b"YOTONUNI");
+
+/// How many packages may overtake the oldest large package still in flight.
+pub const MAX_OVERTAKE: u64 = yoton_core::router::DEDUP_WINDOW / 2;
+
+/// Packages that may wait behind large packages of their slot before reading the
+/// control stream pauses.
+pub const MAX_WAITING: usize = 1024;
+
+/// Bytes of packages that may wait behind large packages of their slot before
+/// reading the control stream pauses.
+pub const MAX_WAITING_BYTES: usize = 64 << 20;
+
+/// Entries of the control stream queued between its reader task and the context.
+const CONTROL_QUEUE: usize = 64;
+
+/// Bytes asked of the control stream per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a dropped link keeps its connection open for the peer to receive what
+/// was written.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How far ahead of the received bytes a large package's buffer grows at least.
+const GROW_CHUNK: usize = 1 << 20;
+
+/// Settings of the link layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WireOptions {
+    pub(crate) threshold: usize,
+    pub(crate) max_message_size: u64,
+    pub(crate) max_large: usize,
+}
+
+/// Aborts a task when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A QUIC connection error as a link error; the texts are the reference's close
+/// reasons where one fits.
+pub(crate) fn connection_error(e: &quinn::ConnectionError) -> LinkError {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ApplicationClosed(_) | C::ConnectionClosed(_) | C::Reset => LinkError::Eof,
+        C::TimedOut => LinkError::Other(
+            "Other end dropped the connection. (nothing heard within the QUIC idle time-out)"
+                .into(),
+        ),
+        C::LocallyClosed => LinkError::Other("Connection closed locally.".into()),
+        other => LinkError::Other(format!("QUIC error: {other}")),
+    }
+}
+
+fn read_error(e: quinn::ReadError) -> Option<LinkError> {
+    match e {
+        // The connection's end is reported once, by the control stream.
+        quinn::ReadError::ConnectionLost(_) => None,
+        other => Some(LinkError::Other(format!("QUIC stream error: {other}"))),
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> LinkError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => connection_error(&c),
+        // The peer no longer reads: it dropped its end.
+        quinn::WriteError::Stopped(_) => LinkError::Eof,
+        other => LinkError::Other(format!("QUIC stream error: {other}")),
+    }
+}
+
+fn word(b: &[u8]) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b.get(..8)?);
+    Some(u64::from_le_bytes(w))
+}
+
+/// A header whose control word is `control` (checked by the caller), with the
+/// standard control word put back.
+fn parse_header(raw: &[u8]) -> Option<([u8; HEADER_SIZE], Header)> {
+    let mut bytes = [0u8; HEADER_SIZE];
+    bytes.copy_from_slice(raw.get(..HEADER_SIZE)?);
+    if let Some(first) = bytes.get_mut(..8) {
+        first.copy_from_slice(&CONTROL.to_le_bytes());
+    }
+    let h = Header::from_bytes(&bytes).ok()?;
+    Some((bytes, h))
+}
+
+/// One entry of the control stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A handshake line, with its `\r\n`.
+    Line(Bytes),
+    /// A package: header and payload.
+    Package(Bytes),
+    /// A reference to the next large package (its header, standard control word).
+    Ref([u8; HEADER_SIZE]),
+}
+
+/// Decode the next entry of the control stream from `buf`, if complete.
+pub(crate) fn decode_control(buf: &mut BytesMut, max: u64) -> Result<Option<Entry>, LinkError> {
+    match word(buf) {
+        Some(w) if w == CONTROL || w == REF_CONTROL => {
+            let Some((header, h)) = parse_header(buf) else {
+                return Ok(None);
+            };
+            if h.length > max {
+                return Err(CodecError::TooLarge {
+                    length: h.length,
+                    max,
+                }
+                .into());
+            }
+            if w == REF_CONTROL {
+                let _ = buf.split_to(HEADER_SIZE);
+                return Ok(Some(Entry::Ref(header)));
+            }
+            let len = usize::try_from(h.length).unwrap_or(usize::MAX);
+            let total = HEADER_SIZE.saturating_add(len);
+            if buf.len() >= total {
+                return Ok(Some(Entry::Package(buf.split_to(total).freeze())));
+            }
+            let missing = total - buf.len();
+            buf.reserve(missing.min(GROW_CHUNK.max(buf.len())));
+            Ok(None)
+        }
+        _ => {
+            let scan = buf.get(..buf.len().min(MAX_LINE + 2)).unwrap_or_default();
+            if let Some(pos) = scan.windows(2).position(|w| w == b"\r\n") {
+                return Ok(Some(Entry::Line(buf.split_to(pos + 2).freeze())));
+            }
+            if buf.len() >= 8 && buf.len() > MAX_LINE + 2 {
+                let found = word(buf).unwrap_or(0);
+                return Err(CodecError::LostTrack { found }.into());
+            }
+            Ok(None)
+        }
+    }
+}
+
+enum Control {
+    Entry(Entry),
+    End(Result<(), LinkError>),
+}
+
+enum Large {
+    Done {
+        index: u64,
+        message: Bytes,
+        permit: OwnedSemaphorePermit,
+    },
+    Failed(LinkError),
+}
+
+async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::Sender<Control>, max: u64) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let end = 'read: loop {
+        loop {
+            match decode_control(&mut buf, max) {
+                Ok(Some(entry)) => {
+                    if tx.send(Control::Entry(entry)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break 'read Err(e),
+            }
+        }
+        match recv.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) if buf.is_empty() => break Ok(()),
+            Ok(None) => {
+                break Err(LinkError::Other(format!(
+                "Other end dropped the connection in the middle of a package ({} bytes received)",
+                buf.len()
+            )))
+            }
+            Err(quinn::ReadError::ConnectionLost(c)) => break Err(connection_error(&c)),
+            Err(e) => break Err(LinkError::Other(format!("QUIC stream error: {e}"))),
+        }
+    };
+    let _ = tx.send(Control::End(end)).await;
+}
+
+/// Read one large package (header + payload, then the end of the stream).
+async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Option<LinkError>> {
+    let mut head = [0u8; HEADER_SIZE];
+    recv.read_exact(&mut head).await.map_err(|e| match e {
+        quinn::ReadExactError::ReadError(e) => read_error(e),
+        quinn::ReadExactError::FinishedEarly(n) => Some(LinkError::Other(format!(
+            "Lost track of the stream: a package stream ended after {n} bytes"
+        ))),
+    })?;
+    let found = word(&head).unwrap_or(0);
+    let h = Header::from_bytes(&head).map_err(|_| Some(CodecError::LostTrack { found }.into()))?;
+    if h.length > max {
+        return Err(Some(
+            CodecError::TooLarge {
+                length: h.length,
+                max,
+            }
+            .into(),
+        ));
+    }
+    let total = HEADER_SIZE.saturating_add(usize::try_from(h.length).unwrap_or(usize::MAX));
+    let mut buf: Vec<u8> = Vec::with_capacity(total.min(HEADER_SIZE + GROW_CHUNK));
+    buf.extend_from_slice(&head);
+    let mut filled = HEADER_SIZE;
+    while filled < total {
+        if filled == buf.len() {
+            // Grow with what arrived (at least doubling), never beyond the announced size.
+            let add = (total - filled).min(filled.max(GROW_CHUNK));
+            buf.reserve_exact(add);
+            buf.resize(filled + add, 0);
+        }
+        let Some(space) = buf.get_mut(filled..) else {
+            break;
+        };
+        match recv.read(space).await {
+            Ok(Some(n)) => filled += n,
+            Ok(None) => {
+                return Err(Some(LinkError::Other(format!(
+                    "Lost track of the stream: the header announces {} payload bytes, the stream carries {}",
+                    h.length,
+                    filled - HEADER_SIZE
+                ))))
+            }
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    buf.truncate(filled);
+    let mut probe = [0u8; 1];
+    match recv.read(&mut probe).await {
+        Ok(None) => Ok(Bytes::from(buf)),
+        Ok(Some(_)) => Err(Some(LinkError::Other(format!(
+            "Lost track of the stream: a package stream carries more than the {} payload bytes its header announces",
+            h.length
+        )))),
+        Err(e) => Err(read_error(e)),
+    }
+}
+
+async fn accept_large(conn: quinn::Connection, tx: mpsc::Sender<Large>, max: u64, limit: usize) {
+    let permits = Arc::new(Semaphore::new(limit.max(1)));
+    let mut readers = JoinSet::new();
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut stream = match conn.accept_uni().await {
+            Ok(s) => s,
+            // The control stream reports the end of the connection.
+            Err(_) => return,
+        };
+        while readers.try_join_next().is_some() {}
+        let tx = tx.clone();
+        readers.spawn(async move {
+            let index = stream.id().index();
+            let item = match read_large(&mut stream, max).await {
+                Ok(message) => Large::Done {
+                    index,
+                    message,
+                    permit,
+                },
+                Err(Some(e)) => Large::Failed(e),
+                Err(None) => return,
+            };
+            let _ = tx.send(item).await;
+        });
+    }
+}
+
+/// A package that waits for an earlier package of its slot (or for its payload).
+enum Pending {
+    Small {
+        slot: u64,
+        message: Bytes,
+    },
+    Large {
+        slot: u64,
+        index: u64,
+        header: [u8; HEADER_SIZE],
+        /// `delivered` when the reference was read.
+        at: u64,
+    },
+}
+
+impl Pending {
+    fn slot(&self) -> u64 {
+        match self {
+            Pending::Small { slot, .. } | Pending::Large { slot, .. } => *slot,
+        }
+    }
+}
+
+enum Held {
+    Goodbye(Bytes),
+    End,
+}
+
+/// The receiving half: merges the control stream and the large-package streams,
+/// keeping each slot's packages in order.
+pub(crate) struct QuicReader {
+    control: mpsc::Receiver<Control>,
+    large: mpsc::Receiver<Large>,
+    large_open: bool,
+    /// Packages not deliverable yet, in the order they were sent.
+    pending: VecDeque<Pending>,
+    next_ref: u64,
+    /// Large packages read and not yet delivered, each with the permit of its stream.
+    arrived: BTreeMap<u64, (Bytes, OwnedSemaphorePermit)>,
+    held: Option<Held>,
+    /// Bytes of the small packages in `pending`.
+    waiting_bytes: usize,
+    /// Packages delivered so far.
+    delivered: u64,
+    conn: quinn::Connection,
+    _tasks: [AbortOnDrop; 2],
+    _endpoint: quinn::Endpoint,
+}
+
+fn is_goodbye(m: &[u8]) -> bool {
+    // slot 1, source_seq 1, length 0
+    m.len() == HEADER_SIZE
+        && m.get(8..16) == Some(&SLOT_SIGNAL.to_le_bytes()[..])
+        && m.get(24..32) == Some(&1u64.to_le_bytes()[..])
+}
+
+fn slot_of(m: &[u8]) -> u64 {
+    m.get(8..).and_then(word).unwrap_or(0)
+}
+
+impl QuicReader {
+    /// The first pending package that no earlier pending package of its slot holds
+    /// back, if it can be delivered.
+    fn pop_ready(&mut self) -> Option<Result<Option<Bytes>, LinkError>> {
+        if self.pending.is_empty() {
+            return match self.held.take()? {
+                Held::Goodbye(m) => Some(Ok(Some(m))),
+                Held::End => Some(Ok(None)),
+            };
+        }
+        let mut ahead: HashSet<u64> = HashSet::new();
+        let mut found = None;
+        for (i, item) in self.pending.iter().enumerate() {
+            let slot = item.slot();
+            if ahead.contains(&slot) {
+                continue;
+            }
+            let ready = match item {
+                Pending::Small { .. } => true,
+                Pending::Large { index, .. } => self.arrived.contains_key(index),
+            };
+            if ready {
+                found = Some(i);
+                break;
+            }
+            ahead.insert(slot);
+        }
+        let item = self.pending.remove(found?)?;
+        self.delivered += 1;
+        match item {
+            Pending::Small { message, .. } => {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(message.len());
+                Some(Ok(Some(message)))
+            }
+            Pending::Large { index, header, .. } => {
+                let (message, _permit) = self.arrived.remove(&index)?;
+                if message.get(..HEADER_SIZE) != Some(&header[..]) {
+                    return Some(Err(LinkError::Other(
+                        "Lost track of the stream: a package stream does not match its announcement"
+                            .into(),
+                    )));
+                }
+                Some(Ok(Some(message)))
+            }
+        }
+    }
+
+    /// Whether reading the control stream must pause: after a goodbye, when too many
+    /// packages wait, or when the oldest large package was overtaken too often.
+    fn blocked(&self) -> bool {
+        if self.held.is_some()
+            || self.pending.len() >= MAX_WAITING
+            || self.waiting_bytes >= MAX_WAITING_BYTES
+        {
+            return true;
+        }
+        let oldest = self.pending.iter().find_map(|p| match p {
+            Pending::Large { at, .. } => Some(*at),
+            Pending::Small { .. } => None,
+        });
+        oldest.is_some_and(|at| self.delivered - at >= MAX_OVERTAKE)
+    }
+
+    /// A package read from the control stream: deliver it now, or queue it behind an
+    /// earlier package of its slot.
+    fn control_package(&mut self, m: Bytes) -> Option<Bytes> {
+        if is_goodbye(&m) {
+            if self.pending.is_empty() {
+                return Some(m);
+            }
+            self.held = Some(Held::Goodbye(m));
+            return None;
+        }
+        if m.len() <= HEADER_SIZE {
+            // A heartbeat (or another empty signal): no slot order to keep.
+            return Some(m);
+        }
+        let slot = slot_of(&m);
+        if self.pending.iter().any(|p| p.slot() == slot) {
+            self.waiting_bytes += m.len();
+            self.pending.push_back(Pending::Small { slot, message: m });
+            return None;
+        }
+        self.delivered += 1;
+        Some(m)
+    }
+}
+
+#[async_trait]
+impl MessageReader for QuicReader {
+    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
+        loop {
+            if let Some(ready) = self.pop_ready() {
+                return ready;
+            }
+            let blocked = self.blocked();
+            tokio::select! {
+                biased;
+                c = self.control.recv(), if !blocked => match c {
+                    None => return Err(LinkError::Eof),
+                    Some(Control::End(Ok(()))) => self.held = Some(Held::End),
+                    Some(Control::End(Err(e))) => return Err(e),
+                    Some(Control::Entry(Entry::Line(m))) => return Ok(Some(m)),
+                    Some(Control::Entry(Entry::Ref(header))) => {
+                        self.pending.push_back(Pending::Large {
+                            slot: slot_of(&header),
+                            index: self.next_ref,
+                            header,
+                            at: self.delivered,
+                        });
+                        self.next_ref += 1;
+                    }
+                    Some(Control::Entry(Entry::Package(m))) => {
+                        if let Some(m) = self.control_package(m) {
+                            return Ok(Some(m));
+                        }
+                    }
+                },
+                l = self.large.recv(), if self.large_open => match l {
+                    None => self.large_open = false,
+                    Some(Large::Failed(e)) => return Err(e),
+                    Some(Large::Done { index, message, permit }) => {
+                        let known = self.pending.iter().any(|p| {
+                            matches!(p, Pending::Large { index: i, .. } if *i == index)
+                        });
+                        if (!known && index < self.next_ref) || self.arrived.contains_key(&index) {
+                            return Err(LinkError::Other(format!(
+                                "Lost track of the stream: package stream {index} was not announced or arrived twice"
+                            )));
+                        }
+                        // The permit is released when the package is delivered: no
+                        // more than `max_large` large packages are in memory. No
+                        // deadlock: streams are accepted in order, so the large
+                        // package with the lowest index still pending holds a permit,
+                        // and nothing of its slot is ahead of it that could not be
+                        // delivered.
+                        self.arrived.insert(index, (message, permit));
+                    }
+                },
+                // While the control stream is read, its task reports the end of the
+                // connection after the data received before it; otherwise (waiting for
+                // a large package) the end is taken from the connection.
+                e = self.conn.closed(), if blocked => return Err(connection_error(&e)),
+            }
+        }
+    }
+}
+
+/// The sending half.
+pub(crate) struct QuicWriter {
+    conn: quinn::Connection,
+    /// Taken when the writer is dropped (see `Drop`).
+    control: Option<quinn::SendStream>,
+    threshold: usize,
+    batch: BytesMut,
+    endpoint: quinn::Endpoint,
+}
+
+impl QuicWriter {
+    async fn flush_batch(&mut self) -> Result<(), LinkError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.batch.split().freeze();
+        match self.control.as_mut() {
+            Some(c) => c.write_chunk(chunk).await.map_err(write_error),
+            None => Err(LinkError::Other("Connection closed locally.".into())),
+        }
+    }
+}
+
+impl Drop for QuicWriter {
+    /// Like closing a TCP socket: what was written still reaches the peer. The
+    /// connection stays open until the peer has acknowledged the control stream (at
+    /// most [`LINGER`]), then closes when its last handle goes.
+    fn drop(&mut self) {
+        let Some(mut control) = self.control.take() else {
+            return;
+        };
+        let _ = control.finish();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let keep = (self.conn.clone(), self.endpoint.clone());
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, control.stopped()).await;
+            drop(keep);
+        });
+    }
+}
+
+async fn send_large(mut stream: quinn::SendStream, message: Bytes) {
+    if let Err(e) = stream.write_chunk(message).await {
+        tracing::debug!(error = %e, "a large package could not be sent");
+        return;
+    }
+    let _ = stream.finish();
+    // Keep the connection open until the peer has it all (the link may be dropped
+    // meanwhile, e.g. right after a goodbye).
+    let _ = stream.stopped().await;
+}
+
+#[async_trait]
+impl MessageWriter for QuicWriter {
+    async fn send(&mut self, messages: Vec<Bytes>) -> Result<(), LinkError> {
+        for m in messages {
+            let large =
+                m.len() > HEADER_SIZE.saturating_add(self.threshold) && word(&m) == Some(CONTROL);
+            if !large {
+                self.batch.extend_from_slice(&m);
+                continue;
+            }
+            self.flush_batch().await?;
+            let stream = self
+                .conn
+                .open_uni()
+                .await
+                .map_err(|e| connection_error(&e))?;
+            self.batch.extend_from_slice(&REF_CONTROL.to_le_bytes());
+            self.batch
+                .extend_from_slice(m.get(8..HEADER_SIZE).unwrap_or_default());
+            tokio::spawn(send_large(stream, m));
+        }
+        self.flush_batch().await
+    }
+
+    async fn close(&mut self) -> Result<(), LinkError> {
+        self.flush_batch().await?;
+        if let Some(c) = self.control.as_mut() {
+            let _ = c.finish();
+        }
+        Ok(())
+    }
+}
+
+/// Turn an established QUIC connection and its control stream into what core's
+/// message adapter runs the handshake over.
+pub(crate) fn raw_messages(
+    endpoint: &quinn::Endpoint,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    opts: WireOptions,
+    local: Endpoint,
+    peer: Endpoint,
+) -> RawMessages {
+    let _ = send.set_priority(1);
+    let (ctl_tx, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (big_tx, big_rx) = mpsc::channel(opts.max_large.max(1));
+    let control_task = tokio::spawn(read_control(recv, ctl_tx, opts.max_message_size));
+    let large_task = tokio::spawn(accept_large(
+        conn.clone(),
+        big_tx,
+        opts.max_message_size,
+        opts.max_large,
+    ));
+    RawMessages {
+        reader: Box::new(QuicReader {
+            control: ctl_rx,
+            large: big_rx,
+            large_open: true,
+            pending: VecDeque::new(),
+            next_ref: 0,
+            arrived: BTreeMap::new(),
+            held: None,
+            waiting_bytes: 0,
+            delivered: 0,
+            conn: conn.clone(),
+            _tasks: [AbortOnDrop(control_task), AbortOnDrop(large_task)],
+            _endpoint: endpoint.clone(),
+        }),
+        writer: Box::new(QuicWriter {
+            conn,
+            control: Some(send),
+            threshold: opts.threshold,
+            batch: BytesMut::with_capacity(READ_CHUNK),
+            endpoint: endpoint.clone(),
+        }),
+        local,
+        peer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yoton_core::package::{Frame, Package};
+
+    fn wire(f: &Frame) -> Vec<u8> {
+        let mut v = f.header().to_vec();
+        v.extend_from_slice(f.payload());
+        v
+    }
+
+    #[test]
+    fn control_stream_entries_decode_byte_by_byte() {
+        let p = Frame::Package(Package::new(7, "hello"));
+        let mut big = Package::new(8, vec![1u8; 100]).header();
+        big[..8].copy_from_slice(&REF_CONTROL.to_le_bytes());
+        let mut stream = b"YOTON!00000000000000ab.42\r\nAUTH x\r\n".to_vec();
+        stream.extend(wire(&p));
+        stream.extend(big);
+        stream.extend(wire(&Frame::Heartbeat));
+        stream.extend(wire(&Frame::Goodbye));
+        let mut buf = BytesMut::new();
+        let mut out = vec![];
+        for b in stream {
+            buf.extend_from_slice(&[b]);
+            while let Some(e) = decode_control(&mut buf, 1 << 20).unwrap() {
+                out.push(e);
+            }
+        }
+        assert_eq!(out.len(), 6, "{out:?}");
+        assert_eq!(
+            out[0],
+            Entry::Line(Bytes::from_static(b"YOTON!00000000000000ab.42\r\n"))
+        );
+        assert_eq!(out[1], Entry::Line(Bytes::from_static(b"AUTH x\r\n")));
+        assert_eq!(out[2], Entry::Package(Bytes::from(wire(&p))));
+        let Entry::Ref(h) = &out[3] else { panic!() };
+        assert_eq!(&h[..], &Package::new(8, vec![1u8; 100]).header()[..]);
+        assert!(matches!(&out[5], Entry::Package(m) if is_goodbye(m)));
+        assert!(matches!(&out[4], Entry::Package(m) if !is_goodbye(m)));
+    }
+
+    #[test]
+    fn oversized_and_garbage_are_errors() {
+        let mut buf = BytesMut::from(&wire(&Frame::Package(Package::new(1, vec![0u8; 101])))[..]);
+        let err = decode_control(&mut buf, 100).unwrap_err();
+        assert!(err.to_string().contains("101"), "{err}");
+        let mut buf = BytesMut::from(&[b'x'; 300][..]);
+        let err = decode_control(&mut buf, 100).unwrap_err();
+        assert!(err.to_string().starts_with("Lost track"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Peers that misbehave on the QUIC link itself: not Yoton, garbage on the control
+//! stream, oversized announcements. The host refuses them with a clear reason and stays
+//! usable.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use yoton_core::handshake::Hello;
+use yoton_core::messages::RawMessages;
+use yoton_core::transport::{Incoming, Transport};
+use yoton_core::{slot_hash, Address, Package};
+use yoton_quic::QuicTransport;
+
+async fn raw(client: &QuicTransport, address: &str) -> RawMessages {
+    let addr = Address::parse(address).unwrap();
+    match client.connect(&addr).await.unwrap() {
+        Incoming::Messages(m) => m,
+        Incoming::Stream(_) => panic!("QUIC links are message links"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_is_not_yoton_is_answered_and_the_host_keeps_waiting() {
+    let (server, client) = pinned_pair();
+    let a = ctx_with(server);
+    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
+    let mut m = raw(&client, &host.name()).await;
+    m.writer
+        .send(vec![Bytes::from_static(b"GET / HTTP/1.1\r\n")])
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(WAIT, m.reader.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer[..], b"ERROR: this is Yoton.\r\n");
+    drop(m);
+    assert!(host.is_waiting());
+    // A real peer still gets in.
+    let b = ctx_with(client);
+    b.connect_async(&host.name(), WAIT).await.unwrap();
+    host.wait_connected_async(WAIT).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_neither_lines_nor_packages_lose_track() {
+    let (server, client) = pinned_pair();
+    let a = ctx_with(server);
+    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
+    let mut m = raw(&client, &host.name()).await;
+    // The handshake line, then 300 bytes without a line end or a package header.
+    m.writer
+        .send(vec![
+            Bytes::from(Hello { id: 78, pid: 1 }.line()),
+            Bytes::from(vec![b'x'; 300]),
+        ])
+        .await
+        .unwrap();
+    let reason = host.wait_closed_async(WAIT).await.unwrap();
+    assert!(reason.starts_with("Lost track of the stream"), "{reason}");
+    drop(m);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_announcement_is_refused_before_any_payload() {
+    let server = QuicTransport::builder()
+        .self_signed_for(["127.0.0.1"])
+        .max_message_size(1 << 20)
+        .build()
+        .unwrap();
+    let client = QuicTransport::builder()
+        .pin_certificate(server.fingerprint().unwrap())
+        .build()
+        .unwrap();
+    let a = ctx_with(server);
+    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
+    let mut m = raw(&client, &host.name()).await;
+    // A header that announces 1 TiB, followed by 10 bytes.
+    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
+    p[48..56].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let mut bytes = p.to_vec();
+    bytes.extend_from_slice(b"0123456789");
+    m.writer
+        .send(vec![
+            Bytes::from(Hello { id: 79, pid: 1 }.line()),
+            Bytes::from(bytes),
+        ])
+        .await
+        .unwrap();
+    let reason = host.wait_closed_async(WAIT).await.unwrap();
+    assert!(reason.starts_with("Package too large"), "{reason}");
+    assert!(reason.contains("1099511627776"), "{reason}");
+    drop(m);
+}
