@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, integration, doc tests, and the interop
-# tests against the Python reference (its venv is created here when missing).
+# Runs every test of the workspace: unit, integration and doc tests, the interop tests
+# against the Python reference (its venv is created here when missing), and the
+# facade crate once per transport feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/python-venv.sh >/dev/null
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+for features in tcp ws quic; do
+    echo "== yoton with only the '$features' feature"
+    cargo test -p yoton --no-default-features --features "$features"
+done
