@@ -90,6 +90,7 @@ pub(crate) struct Shared {
     timed_out: AtomicBool,
     reader_ended: AtomicBool,
     reader_end: Notify,
+    closed_by_user: AtomicBool,
     events: broadcast::Sender<ConnectionEvent>,
     callbacks: Mutex<Vec<Callback>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -164,6 +165,7 @@ impl Connection {
                 timed_out: AtomicBool::new(false),
                 reader_ended: AtomicBool::new(false),
                 reader_end: Notify::new(),
+                closed_by_user: AtomicBool::new(false),
                 events,
                 callbacks: Mutex::new(Vec::new()),
                 tasks: Mutex::new(Vec::new()),
@@ -251,6 +253,12 @@ impl Connection {
         self.shared
             .timeout_ms
             .store(t.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether this end closed the connection (with `close`), as opposed to the peer
+    /// or a failure.
+    pub fn closed_by_user(&self) -> bool {
+        self.shared.closed_by_user.load(Ordering::Acquire)
     }
 
     /// Whether the connection is timed out right now.
@@ -423,6 +431,7 @@ impl Connection {
         if matches!(was, Status::Closing | Status::Closed) {
             return;
         }
+        self.shared.closed_by_user.store(true, Ordering::Release);
         let reason = if reason.is_empty() {
             STOP_DEFAULT_REASON
         } else {

@@ -55,6 +55,35 @@ pub enum ContextEvent {
     ConnectionClosed(Connection, String),
 }
 
+/// How a connection made with [`Context::connect_with_reconnect`] comes back after
+/// it was lost: retries with exponential backoff (opt-in; plain `connect` never
+/// reconnects).
+#[derive(Clone, Debug)]
+pub struct ReconnectPolicy {
+    /// Wait before the first retry (default 100 ms).
+    pub initial_delay: Duration,
+    /// Longest wait between retries (default 5 s).
+    pub max_delay: Duration,
+    /// Time-out of each attempt (default 1 s).
+    pub attempt_timeout: Duration,
+    /// Stop after this many attempts (default: never).
+    pub max_attempts: Option<u32>,
+    /// Stop after this long (default: never).
+    pub give_up_after: Option<Duration>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(1),
+            max_attempts: None,
+            give_up_after: None,
+        }
+    }
+}
+
 /// Settings of a context. Build one with [`Context::builder`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -589,6 +618,103 @@ impl Context {
     /// Connect to the context bound at `address`, retrying until `timeout`; the error
     /// names the address. Afterwards `NEW_CONNECTION` is broadcast.
     pub async fn connect_async(&self, address: &str, timeout: Duration) -> Result<Connection> {
+        self.connect_once(address, timeout).await
+    }
+
+    /// Like [`Context::connect_async`], and when the connection is lost later (not
+    /// closed by this end), reconnect following `policy`: retries with exponential
+    /// backoff; each new connection re-announces itself (`NEW_CONNECTION`, so state
+    /// channels resend) and appears in [`Context::events`] and
+    /// [`Context::connections`] under the same name. While no connection is alive,
+    /// packages wait in the start-up queue (bounded, oldest dropped first) and go out
+    /// on the new connection.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use yoton_core::{Context, ReconnectPolicy};
+    /// let host = Context::new().unwrap();
+    /// host.listen_async("inproc://reconnect-doc").await.unwrap();
+    /// let guest = Context::new().unwrap();
+    /// let conn = guest
+    ///     .connect_with_reconnect_async("inproc://reconnect-doc", Duration::from_secs(1), ReconnectPolicy::default())
+    ///     .await
+    ///     .unwrap();
+    /// assert!(conn.is_connected());
+    /// # });
+    /// ```
+    pub async fn connect_with_reconnect_async(
+        &self,
+        address: &str,
+        timeout: Duration,
+        policy: ReconnectPolicy,
+    ) -> Result<Connection> {
+        let conn = self.connect_once(address, timeout).await?;
+        self.watch_for_reconnect(&conn, address.to_owned(), policy);
+        Ok(conn)
+    }
+
+    /// Blocking version of [`Context::connect_with_reconnect_async`].
+    pub fn connect_with_reconnect(
+        &self,
+        address: &str,
+        timeout: Duration,
+        policy: ReconnectPolicy,
+    ) -> Result<Connection> {
+        self.inner.rt.block_on(
+            "connect_with_reconnect",
+            self.connect_with_reconnect_async(address, timeout, policy),
+        )?
+    }
+
+    fn watch_for_reconnect(&self, conn: &Connection, address: String, policy: ReconnectPolicy) {
+        let weak = Arc::downgrade(&self.inner);
+        let rt = self.inner.rt.clone();
+        conn.on_closed(move |c, reason| {
+            if c.closed_by_user() {
+                return;
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            tracing::info!(address = %address, reason, "connection lost; reconnecting");
+            let weak = Arc::downgrade(&inner);
+            drop(inner);
+            let (address, policy) = (address.clone(), policy.clone());
+            rt.spawn(async move {
+                let mut delay = policy.initial_delay;
+                let started = tokio::time::Instant::now();
+                let mut attempt = 0u32;
+                loop {
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let ctx = Context { inner };
+                    if ctx.is_closed() {
+                        return;
+                    }
+                    match ctx.connect_once(&address, policy.attempt_timeout).await {
+                        Ok(conn) => {
+                            tracing::info!(address = %address, attempt, "reconnected");
+                            ctx.watch_for_reconnect(&conn, address.clone(), policy.clone());
+                            return;
+                        }
+                        Err(e) => tracing::debug!(address = %address, attempt, error = %e, "reconnect failed"),
+                    }
+                    let gave_up = policy.max_attempts.is_some_and(|m| attempt >= m)
+                        || policy.give_up_after.is_some_and(|g| started.elapsed() >= g);
+                    if gave_up {
+                        tracing::warn!(address = %address, attempt, "giving up reconnecting");
+                        return;
+                    }
+                    delay = (delay * 2).min(policy.max_delay);
+                }
+            });
+        });
+    }
+
+    async fn connect_once(&self, address: &str, timeout: Duration) -> Result<Connection> {
         self.check_open()?;
         let addr = Address::parse(address)?;
         let transport = self.inner.registry.for_address(&addr)?;
@@ -630,6 +756,9 @@ impl Context {
         self.add_link(&conn);
         self.announce(&conn);
         self.send_now(Package::new(SLOT_CONTEXT, NEW_CONNECTION))?;
+        // Our own state channels resend too, so the other side learns our state (after
+        // a reconnect, what was sent before is not queued any more).
+        self.inner.new_connection_hooks();
         Ok(conn)
     }
 
@@ -844,13 +973,7 @@ impl ContextInner {
 
     fn context_message(&self, p: &Package) {
         match std::str::from_utf8(&p.payload) {
-            Ok(NEW_CONNECTION) => {
-                let senders: Vec<Arc<dyn SlotSender>> =
-                    self.state.lock().senders.values().cloned().collect();
-                for s in senders {
-                    s.on_new_connection();
-                }
-            }
+            Ok(NEW_CONNECTION) => self.new_connection_hooks(),
             Ok(CLOSE_CONNECTION) => {
                 let conns: Vec<Connection> = self.state.lock().connections.clone();
                 for c in conns {
@@ -860,6 +983,14 @@ impl ContextInner {
                 }
             }
             other => tracing::warn!(message = ?other, "unknown context message"),
+        }
+    }
+
+    fn new_connection_hooks(&self) {
+        let senders: Vec<Arc<dyn SlotSender>> =
+            self.state.lock().senders.values().cloned().collect();
+        for s in senders {
+            s.on_new_connection();
         }
     }
 

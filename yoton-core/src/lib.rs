@@ -58,7 +58,8 @@ pub use address::Address;
 pub use codec::{CodecError, PackageCodec, DEFAULT_MAX_MESSAGE_SIZE};
 pub use connection::{Connection, ConnectionEvent, Status};
 pub use context::{
-    Context, ContextBuilder, ContextEvent, Listener, SlotGuard, SlotReceiver, SlotSender,
+    Context, ContextBuilder, ContextEvent, Listener, ReconnectPolicy, SlotGuard, SlotReceiver,
+    SlotSender,
 };
 pub use error::{Error, Result};
 pub use hash::{channel_slot, port_hash, slot_hash};
