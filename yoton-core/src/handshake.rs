@@ -454,8 +454,12 @@ mod tests {
             buf: &mut buf,
         };
         let c = client(&mut io, Hello { id: 2, pid: 2 }, client_secret.as_ref()).await;
-        drop(bw);
-        (h.await.unwrap(), c)
+        // Close the client's end completely, so a host still waiting sees EOF.
+        drop((br, bw));
+        let h = tokio::time::timeout(std::time::Duration::from_secs(5), h)
+            .await
+            .expect("host handshake hung");
+        (h.unwrap(), c)
     }
 
     #[tokio::test]
