@@ -31,6 +31,8 @@ const SYNC_REPEAT: Duration = Duration::from_secs(4);
 
 struct PubLock {
     full_sources: Mutex<(HashSet<u64>, Option<Instant>)>,
+    /// Fast path: false while no subscriber said `full`.
+    any_full: AtomicBool,
     unlocked: Notify,
 }
 
@@ -44,16 +46,21 @@ impl SlotReceiver for PubLock {
         }
         if st.0.is_empty() {
             st.1 = None;
+            self.any_full.store(false, Ordering::Release);
             drop(st);
             self.unlocked.notify_waiters();
         } else {
             st.1 = Some(Instant::now() + SYNC_LOCK_EXPIRY);
+            self.any_full.store(true, Ordering::Release);
         }
     }
 }
 
 impl PubLock {
     fn locked(&self) -> bool {
+        if !self.any_full.load(Ordering::Acquire) {
+            return false;
+        }
         let mut st = self.full_sources.lock();
         match st.1 {
             Some(until) if Instant::now() < until => true,
@@ -61,6 +68,7 @@ impl PubLock {
                 // Expired: forget the lock (as the reference does).
                 st.1 = None;
                 st.0.clear();
+                self.any_full.store(false, Ordering::Release);
                 false
             }
             None => false,
@@ -130,6 +138,7 @@ impl<M: MessageType> PubChannel<M> {
         let control = channel_slot(name, M::NAME, "sub-pub");
         let lock = Arc::new(PubLock {
             full_sources: Mutex::new((HashSet::new(), None)),
+            any_full: AtomicBool::new(false),
             unlocked: Notify::new(),
         });
         let g1 = ctx.register_sender(
@@ -234,6 +243,7 @@ struct SubShared {
     notifier: Arc<Notifier>,
     sync: Mutex<SyncState>,
     check_posted: AtomicBool,
+    sync_on: AtomicBool,
     invalid: std::sync::atomic::AtomicU64,
     ref_seq: std::sync::atomic::AtomicU64,
 }
@@ -294,10 +304,10 @@ impl SlotReceiver for SubSink {
             return;
         };
         let n = shared.inbox.push(package, recv_seq);
-        let rt = shared.ctx.runtime().clone();
-        shared.notifier.arrived(&rt);
+        let rt = shared.ctx.runtime();
+        shared.notifier.arrived(rt);
         // Sync mode: the status message is sent from a task (never inside the router).
-        let sync_on = shared.sync.lock().status != QueueStatus::Off;
+        let sync_on = shared.sync_on.load(Ordering::Relaxed);
         if sync_on && n > SYNC_HWM && !shared.check_posted.swap(true, Ordering::AcqRel) {
             let s = shared.clone();
             rt.spawn(async move {
@@ -378,6 +388,7 @@ impl<M: MessageType> SubChannel<M> {
                 repeat_at: Instant::now(),
             }),
             check_posted: AtomicBool::new(false),
+            sync_on: AtomicBool::new(false),
             invalid: Default::default(),
             ref_seq: Default::default(),
         });

@@ -312,19 +312,31 @@ impl Connection {
 
     /// Queue a frame for the writer. Returns false when the connection no longer sends.
     pub(crate) fn push(&self, frame: Frame) -> bool {
+        self.push_len(frame).is_some()
+    }
+
+    /// Queue a frame; the queue length afterwards, or None when the connection no
+    /// longer sends.
+    fn push_len(&self, frame: Frame) -> Option<usize> {
         let mut q = self.shared.queue.lock();
         if q.sealed {
-            return false;
+            return None;
         }
         q.frames.push_back(frame);
         q.pushed += 1;
+        let n = q.frames.len();
         drop(q);
-        self.shared.wake_writer.notify_one();
-        true
+        // The writer drains everything queued when it wakes; waking it once per batch
+        // is enough (it re-checks the queue before it sleeps).
+        if n == 1 {
+            self.shared.wake_writer.notify_one();
+        }
+        Some(n)
     }
 
-    pub(crate) fn push_package(&self, p: Package) {
-        self.push(Frame::Package(p));
+    /// Queue a package; returns the queue length afterwards (0 when closed).
+    pub(crate) fn push_package(&self, p: Package) -> usize {
+        self.push_len(Frame::Package(p)).unwrap_or(0)
     }
 
     /// Wait until the queue is shorter than `limit` (or `max_wait` passes, or the

@@ -427,33 +427,43 @@ impl Context {
     /// waits (up to 1 s) while a connection's send queue is full. Inside a runtime use
     /// [`Context::send_async`], which waits the same way without blocking.
     pub fn send(&self, package: Package) -> Result<()> {
-        let full = self.full_links();
-        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+        if self.route(package)? && tokio::runtime::Handle::try_current().is_err() {
+            let full = self.full_links();
             self.inner.rt.block_on("send", self.wait_send_space(full))?;
         }
-        self.send_now(package)
+        Ok(())
     }
 
     /// Send without waiting for room in the send queues.
     pub fn send_now(&self, package: Package) -> Result<()> {
-        if self.inner.closed.load(Ordering::Relaxed) {
-            return Err(Error::Closed("context"));
+        self.route(package).map(|_| ())
+    }
+
+    /// Send; afterwards wait (up to 1 s) while a send queue it went to is full.
+    pub async fn send_async(&self, package: Package) -> Result<()> {
+        if self.route(package)? {
+            let full = self.full_links();
+            self.wait_send_space(full).await;
         }
-        let mut st = self.inner.state.lock();
-        st.router.send(package, |c, p| c.push_package(p));
         Ok(())
     }
 
-    /// Send, waiting (up to 1 s) for room in full send queues first.
-    pub async fn send_async(&self, package: Package) -> Result<()> {
-        let full = self.full_links();
-        if !full.is_empty() {
-            self.wait_send_space(full).await;
+    /// Route a package made here (one lock of the router); true when a send queue it
+    /// went to is at or above the soft limit.
+    fn route(&self, package: Package) -> Result<bool> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed("context"));
         }
-        self.send_now(package)
+        let limit = self.inner.config.send_queue;
+        let mut full = false;
+        let mut st = self.inner.state.lock();
+        st.router.send(package, |c, p| {
+            full |= c.push_package(p) >= limit;
+        });
+        Ok(full)
     }
 
-    /// The alive connections whose send queue is full (usually none: no allocation).
+    /// The alive connections whose send queue is full.
     fn full_links(&self) -> Vec<Connection> {
         let limit = self.inner.config.send_queue;
         let st = self.inner.state.lock();
@@ -540,7 +550,9 @@ impl Context {
     fn add_link(&self, conn: &Connection) {
         let mut st = self.inner.state.lock();
         st.router
-            .add_link(conn.shared.link_id, conn.clone(), |c, p| c.push_package(p));
+            .add_link(conn.shared.link_id, conn.clone(), |c, p| {
+                c.push_package(p);
+            });
     }
 
     fn check_open(&self) -> Result<()> {
@@ -634,7 +646,7 @@ impl Context {
     /// use std::time::Duration;
     /// use yoton_core::{Context, ReconnectPolicy};
     /// let host = Context::new().unwrap();
-    /// host.listen_async("inproc://reconnect-doc").await.unwrap();
+    /// let _listener = host.listen_async("inproc://reconnect-doc").await.unwrap();
     /// let guest = Context::new().unwrap();
     /// let conn = guest
     ///     .connect_with_reconnect_async("inproc://reconnect-doc", Duration::from_secs(1), ReconnectPolicy::default())
@@ -954,7 +966,9 @@ impl ContextInner {
             let st = &mut *st;
             for frame in frames.drain(..) {
                 let Frame::Package(p) = frame else { continue };
-                match st.router.receive(p, link, |c, p| c.push_package(p)) {
+                match st.router.receive(p, link, |c, p| {
+                    c.push_package(p);
+                }) {
                     Received::Deposit { package, recv_seq } => {
                         if package.slot == SLOT_CONTEXT {
                             context_messages.push(package);
