@@ -22,6 +22,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod clientserver;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use yoton_core::stream::RawStream;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
+
+pub use tls::{install_tls, Fingerprint, TlsError, TlsTransport, TlsTransportBuilder};
 
 /// The TCP transport.
 #[derive(Debug, Clone, Copy, Default)]

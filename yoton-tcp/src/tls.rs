@@ -1,0 +1,1282 @@
+//! TLS over TCP: `tls://host:port` (also spelled `tcps://host:port`), with rustls (ring
+//! crypto, TLS 1.2 and 1.3).
+//!
+//! The bytes inside TLS are exactly those of `tcp://`: the Python-compatible handshake
+//! line, then 56-byte headers and payloads. [`TlsTransport`] is a transport of its own,
+//! so [`crate::TcpTransport`] stays plain TCP.
+//!
+//! ## Certificates
+//! - **Clients verify the server by default**: its certificate must chain up to a
+//!   trusted root (the Mozilla roots of `webpki-roots`, plus any CA added with
+//!   [`TlsTransportBuilder::trust_ca_pem_file`] and friends), be valid for the name
+//!   connected to, and not be expired. The name is the host of the address; note that
+//!   yoton resolves `localhost` to `127.0.0.1`, so a certificate for a local server
+//!   should list the IP address `127.0.0.1`, or set [`TlsTransportBuilder::server_name`].
+//! - **Pinning**: [`TlsTransportBuilder::pin_certificate`] accepts exactly the server
+//!   certificates with these SHA-256 fingerprints (whatever their CA, name or dates).
+//! - **Development**: [`TlsTransportBuilder::dangerous_accept_any_certificate`] accepts
+//!   any certificate and logs a warning at every connection.
+//! - **Servers** need a certificate and key: PEM files, PEM text or DER.
+//!
+//! A refused certificate fails the connect with a reason that says what to do (trust
+//! the CA, renew the certificate, use the right name). A listener runs each TLS
+//! handshake in a task of its own, bounded by [`TlsTransportBuilder::handshake_timeout`]
+//! (10 s by default), so a slow client does not hold up others; a client that does not
+//! speak TLS (a plain `tcp://` Yoton peer, a browser) is answered
+//! `ERROR: this is Yoton over TLS; connect with tls://` and dropped, and a bound
+//! context keeps waiting for a real peer.
+//!
+//! ```
+//! use std::time::Duration;
+//! use yoton_core::Context;
+//! use yoton_tcp::TlsTransport;
+//!
+//! // A self-signed certificate for 127.0.0.1 (a real one comes from a CA).
+//! let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+//! let t = TlsTransport::builder()
+//!     .certificate_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+//!     .trust_ca_pem(cert.cert.pem())
+//!     .build()
+//!     .unwrap();
+//! let a = Context::builder().transport(t.clone()).build().unwrap();
+//! let b = Context::builder().transport(t).build().unwrap();
+//! let host = a.bind("tls://localhost:0").unwrap();
+//! b.connect(&host.name(), Duration::from_secs(5)).unwrap();
+//! host.wait_connected(Duration::from_secs(5)).unwrap();
+//! assert_eq!(host.peer_id(), b.id());
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use yoton_core::stream::RawStream;
+use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
+use yoton_core::{Address, Endpoint};
+
+use crate::{endpoint, resolve};
+
+/// Re-exported rustls (the version this crate uses).
+///
+/// ```
+/// let _provider = yoton_tcp::tls::rustls::crypto::ring::default_provider();
+/// ```
+pub use rustls;
+
+/// Default time a TLS handshake may take, at a listener and when connecting.
+///
+/// ```
+/// assert_eq!(yoton_tcp::tls::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(), 10);
+/// ```
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a listener answers (in plain text) to a client that does not start with a TLS
+/// handshake, before closing. It starts like the reference's refusal.
+///
+/// ```
+/// assert!(yoton_tcp::tls::NOT_TLS_ANSWER.starts_with("ERROR: this is Yoton"));
+/// ```
+pub const NOT_TLS_ANSWER: &str = "ERROR: this is Yoton over TLS; connect with tls://\r\n";
+
+/// TLS handshakes in progress per listener above which new sockets are dropped.
+const MAX_PENDING: usize = 64;
+
+/// The first byte of a TLS record that carries a handshake message (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The crypto provider (ring) of every configuration built here, chosen explicitly so
+/// that the process-wide default (or its absence) does not matter.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+// ---------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------
+
+/// Why a [`TlsTransport`] could not be built (certificates, keys, trust settings).
+/// Errors while connecting or listening are reported by the context as the reason of
+/// the failed `connect` or `bind`.
+///
+/// ```
+/// use yoton_tcp::{TlsError, TlsTransport};
+/// let err = TlsTransport::builder().trust_ca_pem("not PEM").build().unwrap_err();
+/// assert!(matches!(err, TlsError::NoPem { .. }));
+/// assert!(err.to_string().contains("no CERTIFICATE found"), "{err}");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// PEM text without the expected section.
+    #[error("no {what} found in {origin}")]
+    NoPem {
+        /// The PEM section looked for (`CERTIFICATE`, `PRIVATE KEY`).
+        what: &'static str,
+        /// Where it was looked for.
+        origin: String,
+    },
+    /// Malformed PEM or key bytes.
+    #[error("invalid certificate or key in {origin}: {detail}")]
+    Pem {
+        /// Where.
+        origin: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// rustls refused a certificate, key or setting (e.g. a key that does not match
+    /// the certificate).
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A fingerprint that is not 32 hex-encoded bytes.
+    #[error("invalid SHA-256 fingerprint {0:?}: expected 64 hex digits (colons allowed)")]
+    Fingerprint(String),
+    /// Nothing to verify servers against.
+    #[error(
+        "no trusted root certificate: keep webpki_roots on, add a CA with trust_ca_pem_file / \
+         trust_ca_pem / trust_ca_der, or pin the server certificate with pin_certificate"
+    )]
+    NoTrustAnchors,
+    /// Any other invalid setting.
+    #[error("{0}")]
+    Config(String),
+}
+
+// ---------------------------------------------------------------------------------
+// Fingerprints
+// ---------------------------------------------------------------------------------
+
+/// The SHA-256 fingerprint of a DER-encoded certificate, as used for pinning.
+///
+/// Displayed as 32 upper-case hex pairs separated by colons, like
+/// `openssl x509 -noout -fingerprint -sha256` prints it; parsed from that form (with or
+/// without a `SHA256:` prefix) or from 64 plain hex digits.
+///
+/// ```
+/// use yoton_tcp::Fingerprint;
+/// let fp = Fingerprint::of(b"not really a certificate");
+/// let text = fp.to_string();
+/// assert_eq!(text.len(), 95);
+/// assert_eq!(text.parse::<Fingerprint>().unwrap(), fp);
+/// assert_eq!(text.replace(':', "").to_lowercase().parse::<Fingerprint>().unwrap(), fp);
+/// assert!("12:34".parse::<Fingerprint>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of these DER bytes.
+    ///
+    /// ```
+    /// let fp = yoton_tcp::Fingerprint::of(b"");
+    /// // The SHA-256 of nothing.
+    /// assert!(fp.to_string().starts_with("E3:B0:C4:42"));
+    /// ```
+    pub fn of(der: &[u8]) -> Fingerprint {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut out = [0u8; 32];
+        for (o, d) in out.iter_mut().zip(digest.as_ref()) {
+            *o = *d;
+        }
+        Fingerprint(out)
+    }
+
+    /// The 32 bytes.
+    ///
+    /// ```
+    /// let fp = yoton_tcp::Fingerprint([7; 32]);
+    /// assert_eq!(fp.as_bytes(), &[7; 32]);
+    /// ```
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = TlsError;
+
+    fn from_str(s: &str) -> Result<Fingerprint, TlsError> {
+        let bad = || TlsError::Fingerprint(s.to_owned());
+        let text = s.trim();
+        let text = text
+            .strip_prefix("SHA256:")
+            .or_else(|| text.strip_prefix("sha256:"))
+            .unwrap_or(text);
+        let digits: Vec<u8> = text
+            .bytes()
+            .filter(|c| !matches!(c, b':' | b' ' | b'-'))
+            .collect();
+        if digits.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+            *o = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Loading certificates and keys
+// ---------------------------------------------------------------------------------
+
+/// Where the server's certificate chain and key come from.
+enum IdentitySource {
+    PemFiles { cert: PathBuf, key: PathBuf },
+    Pem { cert: Vec<u8>, key: Vec<u8> },
+    Der { chain: Vec<Vec<u8>>, key: Vec<u8> },
+}
+
+impl fmt::Debug for IdentitySource {
+    // Never shows key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentitySource::PemFiles { cert, key } => f
+                .debug_struct("PemFiles")
+                .field("cert", cert)
+                .field("key", key)
+                .finish(),
+            IdentitySource::Pem { cert, .. } => f
+                .debug_struct("Pem")
+                .field("cert_bytes", &cert.len())
+                .field("key", &"<redacted>")
+                .finish(),
+            IdentitySource::Der { chain, .. } => f
+                .debug_struct("Der")
+                .field("certificates", &chain.len())
+                .field("key", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// An extra trusted CA.
+#[derive(Debug)]
+enum CaSource {
+    PemFile(PathBuf),
+    Pem(Vec<u8>),
+    Der(Vec<u8>),
+}
+
+fn pem_err(origin: &str, e: rustls::pki_types::pem::Error) -> TlsError {
+    match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
+            what: "item",
+            origin: origin.to_owned(),
+        },
+        other => TlsError::Pem {
+            origin: origin.to_owned(),
+            detail: format!("{other:?}"),
+        },
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn certs_from_pem(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(origin, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoPem {
+            what: "CERTIFICATE",
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn key_from_pem(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
+            what: "PRIVATE KEY",
+            origin: origin.to_owned(),
+        },
+        other => pem_err(origin, other),
+    })
+}
+
+impl IdentitySource {
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        match self {
+            IdentitySource::PemFiles { cert, key } => {
+                let chain = certs_from_pem(&read_file(cert)?, &cert.display().to_string())?;
+                let key = key_from_pem(&read_file(key)?, &key.display().to_string())?;
+                Ok((chain, key))
+            }
+            IdentitySource::Pem { cert, key } => Ok((
+                certs_from_pem(cert, "the certificate PEM")?,
+                key_from_pem(key, "the key PEM")?,
+            )),
+            IdentitySource::Der { chain, key } => {
+                if chain.is_empty() {
+                    return Err(TlsError::Config(
+                        "certificate_der needs at least one certificate".into(),
+                    ));
+                }
+                let key = PrivateKeyDer::try_from(key.clone()).map_err(|e| TlsError::Pem {
+                    origin: "the DER private key".into(),
+                    detail: e.to_owned(),
+                })?;
+                let chain = chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect();
+                Ok((chain, key))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Verifying the server
+// ---------------------------------------------------------------------------------
+
+#[derive(Debug)]
+enum Mode {
+    WebPki(Arc<WebPkiServerVerifier>),
+    Pinned(Vec<Fingerprint>),
+    AcceptAny,
+}
+
+/// A server certificate whose fingerprint is not pinned.
+#[derive(Debug, thiserror::Error)]
+#[error("the server certificate's SHA-256 fingerprint {0} is not a pinned one")]
+struct NotPinned(Fingerprint);
+
+/// Verifies the server: by chain (the default), by pinned fingerprint, or not at all
+/// (development). Handshake signatures are always checked, so a pinned or accepted
+/// certificate still proves that the server holds its key.
+#[derive(Debug)]
+struct Verifier {
+    mode: Mode,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.mode {
+            Mode::WebPki(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Mode::Pinned(pins) => {
+                let found = Fingerprint::of(end_entity);
+                if pins.contains(&found) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                        OtherError(Arc::new(NotPinned(found))),
+                    )))
+                }
+            }
+            Mode::AcceptAny => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The transport and its builder
+// ---------------------------------------------------------------------------------
+
+/// TLS over TCP (schemes `tls` and `tcps`). Cheap to clone. Build one with
+/// [`TlsTransport::builder`]; [`TlsTransport::default`] is a client that verifies
+/// servers against the `webpki-roots` CAs and cannot listen.
+///
+/// ```
+/// use yoton_core::transport::Transport;
+/// let t = yoton_tcp::TlsTransport::default();
+/// assert_eq!(t.schemes(), &["tls", "tcps"]);
+/// assert!(!t.can_listen());
+/// assert!(t.certificate_der().is_none());
+/// ```
+#[derive(Clone)]
+pub struct TlsTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Result<TlsConnector, String>,
+    server: Option<TlsAcceptor>,
+    certificate: Option<Vec<u8>>,
+    server_name: Option<ServerName<'static>>,
+    accept_any: bool,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("can_listen", &self.can_listen())
+            .field("fingerprint", &self.fingerprint())
+            .field("server_name", &self.inner.server_name)
+            .field("accept_any_certificate", &self.inner.accept_any)
+            .field("handshake_timeout", &self.inner.handshake_timeout)
+            .finish()
+    }
+}
+
+impl Default for TlsTransport {
+    fn default() -> Self {
+        match TlsTransport::builder().build() {
+            Ok(t) => t,
+            Err(e) => TlsTransport {
+                inner: Arc::new(Inner {
+                    client: Err(e.to_string()),
+                    server: None,
+                    certificate: None,
+                    server_name: None,
+                    accept_any: false,
+                    handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+                }),
+            },
+        }
+    }
+}
+
+impl TlsTransport {
+    /// Start configuring a transport.
+    ///
+    /// ```
+    /// let t = yoton_tcp::TlsTransport::builder().build().unwrap();
+    /// assert!(!t.can_listen());
+    /// ```
+    pub fn builder() -> TlsTransportBuilder {
+        TlsTransportBuilder::default()
+    }
+
+    /// Whether this transport can listen (a server certificate is configured).
+    ///
+    /// ```
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.can_listen());
+    /// ```
+    pub fn can_listen(&self) -> bool {
+        self.inner.server.is_some()
+    }
+
+    /// The server certificate (DER, the first of the chain), when this transport can
+    /// listen.
+    ///
+    /// ```
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(t.certificate_der(), Some(cert.cert.der().as_ref()));
+    /// ```
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.inner.certificate.as_deref()
+    }
+
+    /// The SHA-256 fingerprint of the server certificate, for clients to pin.
+    ///
+    /// ```
+    /// use yoton_tcp::{Fingerprint, TlsTransport};
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let server = TlsTransport::builder()
+    ///     .certificate_der(vec![cert.cert.der().to_vec()], cert.signing_key.serialize_der())
+    ///     .build()
+    ///     .unwrap();
+    /// let pin = server.fingerprint().unwrap();
+    /// assert_eq!(pin, Fingerprint::of(cert.cert.der()));
+    /// let client = TlsTransport::builder().pin_certificate(pin).build().unwrap();
+    /// # let _ = client;
+    /// ```
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.certificate_der().map(Fingerprint::of)
+    }
+
+    /// How long a TLS handshake may take.
+    ///
+    /// ```
+    /// let t = yoton_tcp::TlsTransport::default();
+    /// assert_eq!(t.handshake_timeout(), yoton_tcp::tls::DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    /// ```
+    pub fn handshake_timeout(&self) -> Duration {
+        self.inner.handshake_timeout
+    }
+}
+
+/// Settings of a [`TlsTransport`]: the server's certificate, what clients trust, the
+/// name to verify and the handshake time-out.
+///
+/// ```
+/// use std::time::Duration;
+/// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+/// let t = yoton_tcp::TlsTransport::builder()
+///     .certificate_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+///     .webpki_roots(false)
+///     .trust_ca_pem(cert.cert.pem())
+///     .handshake_timeout(Duration::from_secs(5))
+///     .build()
+///     .unwrap();
+/// assert!(t.can_listen());
+/// ```
+pub struct TlsTransportBuilder {
+    identity: Option<IdentitySource>,
+    webpki_roots: bool,
+    extra_cas: Vec<CaSource>,
+    pins: Vec<Fingerprint>,
+    accept_any: bool,
+    server_name: Option<String>,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransportBuilder")
+            .field("identity", &self.identity)
+            .field("webpki_roots", &self.webpki_roots)
+            .field("extra_cas", &self.extra_cas.len())
+            .field("pins", &self.pins)
+            .field("accept_any_certificate", &self.accept_any)
+            .field("server_name", &self.server_name)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+impl Default for TlsTransportBuilder {
+    fn default() -> Self {
+        TlsTransportBuilder {
+            identity: None,
+            webpki_roots: true,
+            extra_cas: Vec::new(),
+            pins: Vec::new(),
+            accept_any: false,
+            server_name: None,
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+impl TlsTransportBuilder {
+    // ----- the server's certificate -----
+
+    /// Listen with this certificate chain (leaf first) and private key (PKCS#8,
+    /// PKCS#1 or SEC1), read from PEM files when building.
+    ///
+    /// ```
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let dir = std::env::temp_dir().join(format!("yoton-tcp-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    /// std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_pem_files(dir.join("cert.pem"), dir.join("key.pem"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.can_listen());
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn certificate_pem_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.identity = Some(IdentitySource::PemFiles {
+            cert: cert.into(),
+            key: key.into(),
+        });
+        self
+    }
+
+    /// Listen with this certificate chain and private key, both PEM text.
+    ///
+    /// ```
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.can_listen());
+    /// ```
+    pub fn certificate_pem(mut self, cert: impl AsRef<[u8]>, key: impl AsRef<[u8]>) -> Self {
+        self.identity = Some(IdentitySource::Pem {
+            cert: cert.as_ref().to_vec(),
+            key: key.as_ref().to_vec(),
+        });
+        self
+    }
+
+    /// Listen with this certificate chain (DER, leaf first) and private key (DER:
+    /// PKCS#8, PKCS#1 or SEC1).
+    ///
+    /// ```
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_der(vec![cert.cert.der().to_vec()], cert.signing_key.serialize_der())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(t.can_listen());
+    /// ```
+    pub fn certificate_der(mut self, chain: Vec<Vec<u8>>, key: Vec<u8>) -> Self {
+        self.identity = Some(IdentitySource::Der { chain, key });
+        self
+    }
+
+    // ----- what the client trusts -----
+
+    /// Trust the Mozilla root CAs of `webpki-roots` (default: on).
+    ///
+    /// ```
+    /// // With no root at all, nothing could be verified: refused when building.
+    /// let err = yoton_tcp::TlsTransport::builder().webpki_roots(false).build().unwrap_err();
+    /// assert!(matches!(err, yoton_tcp::TlsError::NoTrustAnchors));
+    /// ```
+    pub fn webpki_roots(mut self, on: bool) -> Self {
+        self.webpki_roots = on;
+        self
+    }
+
+    /// Also trust the CA certificates in this PEM file (read when building).
+    ///
+    /// ```
+    /// let err = yoton_tcp::TlsTransport::builder()
+    ///     .trust_ca_pem_file("/nonexistent/ca.pem")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    /// ```
+    pub fn trust_ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_cas.push(CaSource::PemFile(path.into()));
+        self
+    }
+
+    /// Also trust the CA certificates in this PEM text.
+    ///
+    /// ```
+    /// let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .webpki_roots(false)
+    ///     .trust_ca_pem(ca.cert.pem())
+    ///     .build();
+    /// assert!(t.is_ok());
+    /// ```
+    pub fn trust_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.extra_cas.push(CaSource::Pem(pem.as_ref().to_vec()));
+        self
+    }
+
+    /// Also trust this CA certificate (DER).
+    ///
+    /// ```
+    /// let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .webpki_roots(false)
+    ///     .trust_ca_der(ca.cert.der())
+    ///     .build();
+    /// assert!(t.is_ok());
+    /// ```
+    pub fn trust_ca_der(mut self, der: impl AsRef<[u8]>) -> Self {
+        self.extra_cas.push(CaSource::Der(der.as_ref().to_vec()));
+        self
+    }
+
+    /// Accept exactly the server certificate with this SHA-256 fingerprint (may be
+    /// given several times). With pins, no CA, name or date check is made: the pin
+    /// alone decides, and the server must still prove it holds the certificate's key.
+    ///
+    /// ```
+    /// let pin: yoton_tcp::Fingerprint = "AB".repeat(32).parse().unwrap();
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .webpki_roots(false)
+    ///     .pin_certificate(pin)
+    ///     .build();
+    /// assert!(t.is_ok());
+    /// ```
+    pub fn pin_certificate(mut self, fingerprint: Fingerprint) -> Self {
+        self.pins.push(fingerprint);
+        self
+    }
+
+    /// **Dangerous, for development only**: accept any server certificate, whoever
+    /// issued it, whatever name it is for and however old. The connection is encrypted
+    /// but not authenticated: anyone on the path can pretend to be the server. Logs a
+    /// warning when building and at every connection. Overrides pins and CAs.
+    ///
+    /// ```
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .dangerous_accept_any_certificate()
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(format!("{t:?}").contains("accept_any_certificate: true"));
+    /// ```
+    pub fn dangerous_accept_any_certificate(mut self) -> Self {
+        self.accept_any = true;
+        self
+    }
+
+    /// The name to verify the server certificate against (and to send as SNI)
+    /// instead of the host of the address: a DNS name or an IP address.
+    ///
+    /// ```
+    /// let t = yoton_tcp::TlsTransport::builder().server_name("bus.example.org").build();
+    /// assert!(t.is_ok());
+    /// let err = yoton_tcp::TlsTransport::builder().server_name("not a name!").build();
+    /// assert!(err.is_err());
+    /// ```
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// How long a TLS handshake may take (default 10 s): an accepted client that has
+    /// not finished by then is dropped, and a connect attempt gives up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let t = yoton_tcp::TlsTransport::builder()
+    ///     .handshake_timeout(Duration::from_secs(3))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(t.handshake_timeout(), Duration::from_secs(3));
+    /// ```
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    fn verifier(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<Verifier>, TlsError> {
+        let mode = if self.accept_any {
+            Mode::AcceptAny
+        } else if !self.pins.is_empty() {
+            Mode::Pinned(self.pins.clone())
+        } else {
+            let mut roots = RootCertStore::empty();
+            if self.webpki_roots {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            for ca in &self.extra_cas {
+                let certs = match ca {
+                    CaSource::PemFile(p) => {
+                        certs_from_pem(&read_file(p)?, &p.display().to_string())?
+                    }
+                    CaSource::Pem(p) => certs_from_pem(p, "the CA PEM")?,
+                    CaSource::Der(d) => vec![CertificateDer::from(d.clone())],
+                };
+                for c in certs {
+                    roots.add(c)?;
+                }
+            }
+            if roots.is_empty() {
+                return Err(TlsError::NoTrustAnchors);
+            }
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::Config(format!("certificate verifier: {e}")))?;
+            Mode::WebPki(webpki)
+        };
+        Ok(Arc::new(Verifier {
+            mode,
+            algorithms: provider.signature_verification_algorithms,
+        }))
+    }
+
+    /// Load the certificates and keys and build the transport.
+    ///
+    /// ```
+    /// let err = yoton_tcp::TlsTransport::builder()
+    ///     .certificate_pem("no certificate here", "no key either")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("no CERTIFICATE found"), "{err}");
+    /// ```
+    pub fn build(self) -> Result<TlsTransport, TlsError> {
+        let provider = provider();
+        let server_name = match &self.server_name {
+            None => None,
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
+                TlsError::Config(format!("`{name}` is not a valid TLS server name: {e}"))
+            })?),
+        };
+        let verifier = self.verifier(&provider)?;
+        let client = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        if self.accept_any {
+            tracing::warn!(
+                "yoton-tcp: dangerous_accept_any_certificate is set: tls:// servers are NOT \
+                 verified; use only for development"
+            );
+        }
+        let (server, certificate) = match &self.identity {
+            None => (None, None),
+            Some(source) => {
+                let (chain, key) = source.load()?;
+                let leaf = chain.first().map(|c| c.as_ref().to_vec());
+                let config = ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_no_client_auth()
+                    .with_single_cert(chain, key)?;
+                (Some(TlsAcceptor::from(Arc::new(config))), leaf)
+            }
+        };
+        Ok(TlsTransport {
+            inner: Arc::new(Inner {
+                client: Ok(TlsConnector::from(Arc::new(client))),
+                server,
+                certificate,
+                server_name,
+                accept_any: self.accept_any,
+                handshake_timeout: self.handshake_timeout,
+            }),
+        })
+    }
+}
+
+/// Make this TLS transport (`tls://`, `tcps://`) available to every context created
+/// afterwards with `Context::new()`.
+///
+/// ```
+/// yoton_tcp::install_tls(yoton_tcp::TlsTransport::default());
+/// let ctx = yoton_core::Context::new().unwrap();
+/// assert!(ctx.registry().get("tls").is_some());
+/// assert!(ctx.registry().get("tcps").is_some());
+/// ```
+pub fn install_tls(transport: TlsTransport) {
+    yoton_core::context::register_default_transport(Arc::new(transport));
+}
+
+// ---------------------------------------------------------------------------------
+// Explaining failures
+// ---------------------------------------------------------------------------------
+
+fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// A failed client handshake, with what to do about it.
+fn describe_client_error(target: &str, name: &ServerName<'_>, e: &std::io::Error) -> String {
+    let name = name.to_str();
+    let head = format!("TLS handshake with {target} (server name {name}) failed");
+    let Some(err) = rustls_error(e) else {
+        let hint = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted => {
+                ": the server closed the connection during the TLS handshake. Is it a tls:// \
+                 server? A plain tcp:// address needs tcp://"
+            }
+            _ => "",
+        };
+        return format!("{head}: {e}{hint}");
+    };
+    let advice = match err {
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            CertificateError::Other(OtherError(inner)) => {
+                match inner.downcast_ref::<NotPinned>() {
+                    Some(NotPinned(found)) => format!(
+                        "the server's certificate (SHA-256 fingerprint {found}) is not the pinned \
+                         one. If the server's certificate was replaced on purpose, pin the new \
+                         fingerprint with pin_certificate; otherwise this may not be your server"
+                    ),
+                    None => format!("the server's certificate was refused: {inner}"),
+                }
+            }
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
+                "the server's certificate is not trusted ({ce}: it does not chain to a trusted \
+                 root). Trust the CA that issued it with TlsTransport::builder().trust_ca_pem_file(..) \
+                 (or trust_ca_pem / trust_ca_der), pin it with pin_certificate(fingerprint), or, \
+                 for development only, use dangerous_accept_any_certificate()"
+            ),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
+                "the server's certificate has expired ({ce}). Renew the certificate on the \
+                 server (and check that both machines' clocks are right)"
+            ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                format!(
+                    "the server's certificate is not valid yet ({ce}). Check that both machines' \
+                     clocks are right"
+                )
+            }
+            CertificateError::NotValidForName
+            | CertificateError::NotValidForNameContext { .. } => format!(
+                "the server's certificate is not valid for the name {name} ({ce}). Connect with \
+                 a name the certificate lists, set TlsTransport::builder().server_name(..) to \
+                 one, or issue a certificate that includes {name} (yoton connects to \
+                 localhost as 127.0.0.1, so local certificates should list that IP address)"
+            ),
+            CertificateError::Revoked => {
+                "the server's certificate has been revoked. The server needs a new one".to_owned()
+            }
+            other => format!("the server's certificate was refused: {other}"),
+        },
+        rustls::Error::InvalidMessage(_) => format!(
+            "the server does not speak TLS ({err}). Is it a plain tcp:// address? Then \
+             connect with tcp://"
+        ),
+        rustls::Error::AlertReceived(alert) => format!(
+            "the server refused the TLS handshake (alert {alert:?}); its log may say why"
+        ),
+        other => format!("{other}"),
+    };
+    format!("{head}: {advice}")
+}
+
+/// A failed server-side handshake (for the log).
+fn describe_server_error(peer: &Endpoint, e: &std::io::Error) -> String {
+    let hint = match rustls_error(e) {
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            " (the client refused the handshake with alert {alert:?}; if it is about the \
+             certificate, the client does not trust it: give clients the CA, or the fingerprint \
+             to pin)"
+        ),
+        _ => String::new(),
+    };
+    format!("TLS handshake with {peer} failed: {e}{hint}")
+}
+
+// ---------------------------------------------------------------------------------
+// Listening and connecting
+// ---------------------------------------------------------------------------------
+
+type Ready = Result<RawStream, TransportError>;
+
+struct Listening {
+    local: Endpoint,
+    rx: mpsc::Receiver<Ready>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        // Stops accepting and the handshakes in progress (their JoinSet is dropped).
+        self.task.abort();
+    }
+}
+
+#[async_trait]
+impl TransportListener for Listening {
+    fn local(&self) -> Endpoint {
+        self.local.clone()
+    }
+
+    async fn accept(&mut self) -> Result<Incoming, TransportError> {
+        match self.rx.recv().await {
+            Some(Ok(raw)) => Ok(raw.into()),
+            Some(Err(e)) => Err(e),
+            None => Err(TransportError("the TLS listener stopped".into())),
+        }
+    }
+}
+
+/// Accept TCP connections; each gets its own task for the TLS handshake (bounded by
+/// the time-out), so a slow client does not hold up others. Finished streams go
+/// through the channel to [`Listening::accept`].
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    tx: mpsc::Sender<Ready>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    let mut handshakes = JoinSet::new();
+    loop {
+        while handshakes.try_join_next().is_some() {}
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // As for plain TCP, the context decides what an accept error means.
+                if tx.send(Err(e.into())).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = MAX_PENDING,
+                "too many TLS handshakes in progress; dropped a new socket"
+            );
+            continue;
+        };
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        handshakes.spawn(async move {
+            let _permit = permit;
+            let peer = stream.peer_addr().map(endpoint).unwrap_or_default();
+            match tokio::time::timeout(timeout, server_side(stream, acceptor)).await {
+                Ok(Ok(raw)) => {
+                    let _ = tx.send(Ok(raw)).await;
+                }
+                Ok(Err(e)) => tracing::info!(error = %e, "refused a TLS client; still listening"),
+                Err(_) => tracing::info!(
+                    %peer,
+                    ?timeout,
+                    "a TLS client did not finish its handshake in time; dropped it"
+                ),
+            }
+        });
+    }
+}
+
+/// The server side of one accepted socket: check that it speaks TLS, run the TLS
+/// handshake, split the stream.
+async fn server_side(mut stream: TcpStream, acceptor: TlsAcceptor) -> Result<RawStream, String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let local = endpoint(stream.local_addr().map_err(|e| e.to_string())?);
+    let peer = endpoint(stream.peer_addr().map_err(|e| e.to_string())?);
+    let mut first = [0u8; 1];
+    let n = stream
+        .peek(&mut first)
+        .await
+        .map_err(|e| format!("{peer}: {e}"))?;
+    if n == 0 {
+        return Err(format!("{peer} closed before starting a TLS handshake"));
+    }
+    if first != [TLS_HANDSHAKE_RECORD] {
+        refuse_plain(&mut stream).await;
+        return Err(format!(
+            "{peer} does not speak TLS (its first byte is {:#04x}); answered that this is \
+             Yoton over TLS",
+            u8::from_be_bytes(first)
+        ));
+    }
+    let tls = acceptor
+        .accept(stream)
+        .await
+        .map_err(|e| describe_server_error(&peer, &e))?;
+    Ok(raw_stream(tls, local, peer))
+}
+
+/// Tell a client that is not TLS what this is, and close gently: what it sent is
+/// read first, so that closing does not reset the connection before our answer
+/// arrives.
+async fn refuse_plain(stream: &mut TcpStream) {
+    let mut sink = [0u8; 1024];
+    let _ = stream.read(&mut sink).await;
+    let _ = stream.write_all(NOT_TLS_ANSWER.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// The reading half of a TLS stream, where a peer that closes the TCP connection
+/// without a TLS `close_notify` (a process that died, a context dropped) reads as the
+/// end of the stream, as over plain TCP. Yoton frames carry their length, so a cut in
+/// the middle of a package is still detected by the framing.
+struct TlsReader<R>(R);
+
+impl<R: AsyncRead + Unpin> AsyncRead for TlsReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.0).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+/// A TLS stream as the byte stream core expects.
+fn raw_stream<S>(tls: S, local: Endpoint, peer: Endpoint) -> RawStream
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (r, w) = tokio::io::split(tls);
+    RawStream {
+        reader: Box::new(TlsReader(r)),
+        writer: Box::new(w),
+        local,
+        peer,
+    }
+}
+
+#[async_trait]
+impl Transport for TlsTransport {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["tls", "tcps"]
+    }
+
+    async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
+        let Some(acceptor) = self.inner.server.clone() else {
+            return Err(TransportError(format!(
+                "cannot listen at {addr}: {}:// needs a server certificate. Build the transport \
+                 with TlsTransport::builder().certificate_pem_files(\"cert.pem\", \"key.pem\") \
+                 (or certificate_pem / certificate_der); plain tcp:// needs none",
+                addr.scheme
+            )));
+        };
+        let sa = resolve(addr).await?;
+        let socket = if sa.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(sa)
+            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+        let listener = socket.listen(1024)?;
+        let local = endpoint(listener.local_addr()?);
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            self.inner.handshake_timeout,
+            tx,
+        ));
+        Ok(Box::new(Listening { local, rx, task }))
+    }
+
+    async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
+        let connector = self.inner.client.clone().map_err(TransportError)?;
+        let name = match &self.inner.server_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(addr.host.clone()).map_err(|e| {
+                TransportError(format!(
+                    "`{}` is not a valid TLS server name: {e}; set \
+                     TlsTransport::builder().server_name(..)",
+                    addr.host
+                ))
+            })?,
+        };
+        let sa = resolve(addr).await?;
+        if self.inner.accept_any {
+            tracing::warn!(
+                server = %sa,
+                "yoton-tcp: connecting WITHOUT verifying the server certificate \
+                 (dangerous_accept_any_certificate); use only for development"
+            );
+        }
+        let stream = TcpStream::connect(sa).await?;
+        stream.set_nodelay(true)?;
+        let local = endpoint(stream.local_addr()?);
+        let peer = endpoint(stream.peer_addr()?);
+        let target = addr.host_port();
+        let timeout = self.inner.handshake_timeout;
+        let tls = match tokio::time::timeout(timeout, connector.connect(name.clone(), stream)).await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(TransportError(describe_client_error(&target, &name, &e))),
+            Err(_) => {
+                return Err(TransportError(format!(
+                    "TLS handshake with {target} timed out after {timeout:?}: is it a tls:// \
+                     server?"
+                )))
+            }
+        };
+        Ok(raw_stream(tls, local, peer).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_forms() {
+        let fp = Fingerprint::of(b"abc");
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            fp.to_string().replace(':', ""),
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+        );
+        let with_prefix = format!("SHA256:{fp}");
+        assert_eq!(with_prefix.parse::<Fingerprint>().ok(), Some(fp));
+        assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let b = TlsTransport::builder().certificate_pem("CERT", "SECRET KEY BYTES");
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        let b = TlsTransport::builder().certificate_der(vec![vec![1]], b"SECRET".to_vec());
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("83, 69, 67"), "{shown}");
+    }
+}
