@@ -341,6 +341,11 @@ async fn a_goodbye_waits_for_the_large_packages_sent_before_it() {
         .await
         .unwrap();
     a.send_async(small_on(chat(), 1)).await.unwrap();
+    // `close` flushes the connection's queue for at most 1 s (reference semantics);
+    // on a loaded machine a debug build needs longer to hand 48 MiB to its stream, so
+    // flush first. The transport then still has the large package in flight on its
+    // own stream: the goodbye must not overtake it.
+    a.flush_async(Duration::from_secs(60)).await.unwrap();
     host.close_async("sent it").await;
     // The small one may come first; the large one is not lost.
     let mut got_big = false;
