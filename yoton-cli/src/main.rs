@@ -348,11 +348,27 @@ arrived.")]
         messages: usize,
     },
 
-    /// Measure throughput and latency (not yet implemented; see issue 8)
-    Bench {
-        /// Options of the benchmark (not yet defined)
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
+    /// Measure throughput and latency against a minimal TCP floor, over every transport
+    #[command(long_about = "\
+Measure yoton between processes over loopback (127.0.0.1), for tcp and every other \
+transport compiled in, next to a floor measured in the same run: a minimal framed \
+tokio TCP sender/receiver (8-byte length prefix, BufWriter, same payloads; \
+ping-pong for latency). Prints a table with medians of --runs runs, their spread, \
+the ratio to the floor and the targets of the performance issue.
+
+Workloads: W1 pub/sub throughput, 64 B x 1,000,000; W2 pub/sub throughput, 1 MiB \
+x 2,000; W3 req/rep round trips and a pub/sub ping-pong, 64 B x 10,000; W4 one \
+256 MiB message (time, peak RSS of both sides); W5 fan-out to 4 subscriber \
+processes, both directions at once, a chain of 8 contexts, 1,000 idle connections \
+on one listen. --quick uses small counts. Exit 1 when a measurement failed (a \
+missed target is not a failure).")]
+    Bench(bench::BenchArgs),
+
+    /// A process of `yoton bench` (internal)
+    #[command(name = "bench-peer", hide = true)]
+    BenchPeer {
+        /// The role and its parameters, as JSON
+        spec: String,
     },
 }
 
@@ -485,7 +501,7 @@ fn run(command: Command) -> Result<()> {
             address,
         } => clientserver::serve(&address, count, timeout),
         Command::Demo { messages } => demo::run(messages),
-        Command::Bench { .. } => Err(CliError::Usage("unreachable".into())),
+        Command::Bench(_) | Command::BenchPeer { .. } => Err(CliError::Usage("unreachable".into())),
     }
 }
 
@@ -502,8 +518,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(cli.verbose);
-    if let Command::Bench { args } = &cli.command {
-        return bench::run(args);
+    match &cli.command {
+        Command::Bench(args) => return bench::run(args),
+        Command::BenchPeer { spec } => return bench::peer_main(spec),
+        _ => {}
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -615,16 +615,6 @@ fn demo_exits_0() {
 }
 
 #[test]
-fn bench_is_a_stub_with_exit_2() {
-    let out = run(&["bench", "--anything"]);
-    assert_eq!(out.code(), Some(2), "{out:#?}");
-    assert!(
-        out.stderr.contains("not yet implemented; see issue 8"),
-        "{out:#?}"
-    );
-}
-
-#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["sub"][..],
