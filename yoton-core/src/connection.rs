@@ -65,8 +65,19 @@ struct Ends {
     reason: Option<String>,
 }
 
+/// Soft limits of a send queue: above either, senders wait (up to 1 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Packages queued.
+    pub packages: usize,
+    /// Payload bytes queued.
+    pub bytes: usize,
+}
+
 struct Queue {
     frames: VecDeque<Frame>,
+    /// Payload bytes in `frames`.
+    bytes: usize,
     pushed: u64,
     written: u64,
     /// Set once the goodbye is queued (or the connection died): nothing more is accepted.
@@ -155,6 +166,7 @@ impl Connection {
                 status: watch::Sender::new(status),
                 queue: Mutex::new(Queue {
                     frames: VecDeque::new(),
+                    bytes: 0,
                     pushed: 0,
                     written: 0,
                     sealed: false,
@@ -317,37 +329,47 @@ impl Connection {
 
     /// Queue a frame; the queue length afterwards, or None when the connection no
     /// longer sends.
-    fn push_len(&self, frame: Frame) -> Option<usize> {
+    fn push_len(&self, frame: Frame) -> Option<(usize, usize)> {
         let mut q = self.shared.queue.lock();
         if q.sealed {
             return None;
         }
+        q.bytes += frame.payload().len();
         q.frames.push_back(frame);
         q.pushed += 1;
         let n = q.frames.len();
+        let bytes = q.bytes;
         drop(q);
         // The writer drains everything queued when it wakes; waking it once per batch
         // is enough (it re-checks the queue before it sleeps).
         if n == 1 {
             self.shared.wake_writer.notify_one();
         }
-        Some(n)
+        Some((n, bytes))
     }
 
-    /// Queue a package; returns the queue length afterwards (0 when closed).
-    pub(crate) fn push_package(&self, p: Package) -> usize {
-        self.push_len(Frame::Package(p)).unwrap_or(0)
+    /// Queue a package; true when the queue is now at or above `limits`.
+    pub(crate) fn push_package(&self, p: Package, limits: QueueLimits) -> bool {
+        self.push_len(Frame::Package(p))
+            .is_some_and(|(n, bytes)| n >= limits.packages || bytes >= limits.bytes)
+    }
+
+    /// Whether the send queue is at or above `limits`.
+    pub(crate) fn is_full(&self, limits: QueueLimits) -> bool {
+        let q = self.shared.queue.lock();
+        q.frames.len() >= limits.packages || q.bytes >= limits.bytes
     }
 
     /// Wait until the queue is shorter than `limit` (or `max_wait` passes, or the
     /// connection dies). Soft back-pressure: the caller sends anyway afterwards.
-    pub(crate) async fn wait_space(&self, limit: usize, max_wait: Duration) {
+    pub(crate) async fn wait_space(&self, limits: QueueLimits, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let notified = self.shared.progress.notified();
             {
                 let q = self.shared.queue.lock();
-                if q.frames.len() < limit || q.sealed {
+                let full = q.frames.len() >= limits.packages || q.bytes >= limits.bytes;
+                if !full || q.sealed {
                     return;
                 }
             }
@@ -513,6 +535,7 @@ impl Connection {
             let mut q = self.shared.queue.lock();
             q.sealed = true;
             q.frames.clear();
+            q.bytes = 0;
         }
         self.shared.ends.lock().reason = Some(reason.to_owned());
         for t in self.shared.tasks.lock().drain(..) {
@@ -623,6 +646,7 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
     loop {
         {
             let mut q = shared.queue.lock();
+            q.bytes = 0;
             batch.extend(q.frames.drain(..));
         }
         if batch.is_empty() {

@@ -1,7 +1,6 @@
 //! The context: a node of the network. It owns the router, the connections and the
 //! slot registrations, and runs the I/O on a tokio runtime.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::handshake::{HandshakeError, Hello};
 use crate::link::Endpoint;
 use crate::package::{Frame, Package, SLOT_CONTEXT};
-use crate::router::{LinkId, Received, Router};
+use crate::router::{IdMap, LinkId, Received, Router};
 use crate::runtime::Rt;
 use crate::stream::{establish, Role};
 use crate::transport::{Registry, Transport, TransportListener};
@@ -26,8 +25,12 @@ pub const NEW_CONNECTION: &str = "NEW_CONNECTION";
 /// Context message that asks the receiver to close its connection to the sender.
 pub const CLOSE_CONNECTION: &str = "CLOSE_CONNECTION";
 
-/// Default per-connection send queue length above which senders wait (up to 1 s).
-pub const DEFAULT_SEND_QUEUE: usize = 64;
+/// Default per-connection send queue length (packages) above which senders wait (up
+/// to 1 s). The reference uses 64; with one write per batch that caps a write at 64
+/// small packages, so the Rust default is larger and bounded in bytes as well.
+pub const DEFAULT_SEND_QUEUE: usize = 8192;
+/// Default per-connection send queue size (payload bytes) above which senders wait.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 16 << 20;
 /// How long a send waits for room in a full send queue before it goes on anyway.
 pub const SEND_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
@@ -91,8 +94,12 @@ pub struct Config {
     pub max_message_size: u64,
     /// Start-up queue length (default 10,000; the oldest is dropped when full).
     pub startup_queue: usize,
-    /// Per-connection send queue length above which senders wait (default 64).
+    /// Per-connection send queue length (packages) above which senders wait
+    /// (default 8192).
     pub send_queue: usize,
+    /// Per-connection send queue size (payload bytes) above which senders wait
+    /// (default 16 MiB).
+    pub send_queue_bytes: usize,
     /// Shared secret for peer authentication (off by default: the Python reference
     /// does not know it).
     pub secret: Option<crate::handshake::Secret>,
@@ -110,6 +117,7 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             startup_queue: crate::router::DEFAULT_STARTUP_QUEUE,
             send_queue: DEFAULT_SEND_QUEUE,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             secret: None,
             max_pending_handshakes: 64,
             max_connections: 1024,
@@ -162,6 +170,12 @@ impl ContextBuilder {
         self
     }
 
+    /// Per-connection send queue size in payload bytes for soft back-pressure.
+    pub fn send_queue_bytes(mut self, n: usize) -> Self {
+        self.config.send_queue_bytes = n.max(1);
+        self
+    }
+
     /// Require every peer to prove this shared secret in the handshake (and prove it
     /// to them). Off by default; peers without it (the Python reference) are refused.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
@@ -196,8 +210,8 @@ impl ContextBuilder {
                 config: self.config,
                 state: Mutex::new(State {
                     router,
-                    receivers: HashMap::new(),
-                    senders: HashMap::new(),
+                    receivers: IdMap::default(),
+                    senders: IdMap::default(),
                     connections: Vec::new(),
                 }),
                 next_link: AtomicU64::new(1),
@@ -249,8 +263,8 @@ fn random_id() -> u64 {
 
 pub(crate) struct State {
     router: Router<Connection>,
-    receivers: HashMap<u64, Arc<dyn SlotReceiver>>,
-    senders: HashMap<u64, Arc<dyn SlotSender>>,
+    receivers: IdMap<Arc<dyn SlotReceiver>>,
+    senders: IdMap<Arc<dyn SlotSender>>,
     connections: Vec<Connection>,
 }
 
@@ -454,22 +468,22 @@ impl Context {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed("context"));
         }
-        let limit = self.inner.config.send_queue;
+        let limits = self.inner.queue_limits();
         let mut full = false;
         let mut st = self.inner.state.lock();
         st.router.send(package, |c, p| {
-            full |= c.push_package(p) >= limit;
+            full |= c.push_package(p, limits);
         });
         Ok(full)
     }
 
     /// The alive connections whose send queue is full.
     fn full_links(&self) -> Vec<Connection> {
-        let limit = self.inner.config.send_queue;
+        let limits = self.inner.queue_limits();
         let st = self.inner.state.lock();
         st.router
             .links()
-            .filter(|(_, c)| c.queued() >= limit)
+            .filter(|(_, c)| c.is_full(limits))
             .map(|(_, c)| c.clone())
             .collect()
     }
@@ -478,7 +492,7 @@ impl Context {
         let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
         for c in full {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            c.wait_space(self.inner.config.send_queue, left).await;
+            c.wait_space(self.inner.queue_limits(), left).await;
         }
     }
 
@@ -548,10 +562,11 @@ impl Context {
     }
 
     fn add_link(&self, conn: &Connection) {
+        let limits = self.inner.queue_limits();
         let mut st = self.inner.state.lock();
         st.router
             .add_link(conn.shared.link_id, conn.clone(), |c, p| {
-                c.push_package(p);
+                c.push_package(p, limits);
             });
     }
 
@@ -958,16 +973,26 @@ impl Drop for Listener {
 }
 
 impl ContextInner {
+    pub(crate) fn queue_limits(&self) -> crate::connection::QueueLimits {
+        crate::connection::QueueLimits {
+            packages: self.config.send_queue,
+            bytes: self.config.send_queue_bytes,
+        }
+    }
+
     /// Route packages that arrived over `link`, then handle context messages.
     pub(crate) fn receive(&self, link: LinkId, frames: &mut Vec<Frame>) {
         let mut context_messages: Vec<Package> = Vec::new();
+        let limits = self.queue_limits();
         {
             let mut st = self.state.lock();
             let st = &mut *st;
             for frame in frames.drain(..) {
                 let Frame::Package(p) = frame else { continue };
+                // Forwarding never waits (the reader must go on); the queue limits
+                // only slow down local senders.
                 match st.router.receive(p, link, |c, p| {
-                    c.push_package(p);
+                    c.push_package(p, limits);
                 }) {
                     Received::Deposit { package, recv_seq } => {
                         if package.slot == SLOT_CONTEXT {
