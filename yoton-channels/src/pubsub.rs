@@ -298,12 +298,8 @@ struct SubSink {
     shared: std::sync::Weak<SubShared>,
 }
 
-impl SlotReceiver for SubSink {
-    fn deposit(&self, package: Package, recv_seq: u64) {
-        let Some(shared) = self.shared.upgrade() else {
-            return;
-        };
-        let n = shared.inbox.push(package, recv_seq);
+impl SubSink {
+    fn after_push(shared: &Arc<SubShared>, n: usize) {
         let rt = shared.ctx.runtime();
         shared.notifier.arrived(rt);
         // Sync mode: the status message is sent from a task (never inside the router).
@@ -315,6 +311,25 @@ impl SlotReceiver for SubSink {
                 s.check_queue_status();
             });
         }
+    }
+}
+
+impl SlotReceiver for SubSink {
+    fn deposit(&self, package: Package, recv_seq: u64) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let n = shared.inbox.push(package, recv_seq);
+        Self::after_push(&shared, n);
+    }
+
+    fn deposit_batch(&self, batch: &mut Vec<(Package, u64)>) {
+        let Some(shared) = self.shared.upgrade() else {
+            batch.clear();
+            return;
+        };
+        let n = shared.inbox.push_many(batch);
+        Self::after_push(&shared, n);
     }
 }
 

@@ -81,6 +81,27 @@ impl Inbox {
         n
     }
 
+    /// Queue several packages (one lock, one wake-up); returns the length afterwards.
+    pub(crate) fn push_many(&self, batch: &mut Vec<(Package, u64)>) -> usize {
+        let mut st = self.state.lock();
+        for item in batch.drain(..) {
+            if st.q.len() >= st.max_len {
+                self.discarded.fetch_add(1, Ordering::Relaxed);
+                match st.mode {
+                    DiscardMode::Old => {
+                        st.q.pop_front();
+                    }
+                    DiscardMode::New => continue,
+                }
+            }
+            st.q.push_back(item);
+        }
+        let n = st.q.len();
+        drop(st);
+        self.notify.notify_one();
+        n
+    }
+
     pub(crate) fn pop(&self) -> Option<(Package, u64)> {
         self.state.lock().q.pop_front()
     }

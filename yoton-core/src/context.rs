@@ -41,6 +41,14 @@ pub const SEND_QUEUE_WAIT: Duration = Duration::from_secs(1);
 pub trait SlotReceiver: Send + Sync + 'static {
     /// A package for this slot arrived, with the context's receive sequence number.
     fn deposit(&self, package: Package, recv_seq: u64);
+
+    /// Several packages for this slot arrived in one read, in order; take them all
+    /// (leave `batch` empty). The default calls [`SlotReceiver::deposit`] for each.
+    fn deposit_batch(&self, batch: &mut Vec<(Package, u64)>) {
+        for (p, seq) in batch.drain(..) {
+            self.deposit(p, seq);
+        }
+    }
 }
 
 /// A sending channel's hooks.
@@ -984,9 +992,22 @@ impl ContextInner {
     pub(crate) fn receive(&self, link: LinkId, frames: &mut Vec<Frame>) {
         let mut context_messages: Vec<Package> = Vec::new();
         let limits = self.queue_limits();
+        // Consecutive packages for one slot are handed over as one batch (one lock and
+        // one wake-up of the channel per read, not per package).
+        let mut run: Vec<(Package, u64)> = Vec::new();
+        let mut run_slot = 0u64;
         {
             let mut st = self.state.lock();
             let st = &mut *st;
+            let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
+                if run.is_empty() {
+                    return;
+                }
+                match st.receivers.get(&slot) {
+                    Some(r) => r.deposit_batch(run),
+                    None => run.clear(),
+                }
+            };
             for frame in frames.drain(..) {
                 let Frame::Package(p) = frame else { continue };
                 // Forwarding never waits (the reader must go on); the queue limits
@@ -997,13 +1018,18 @@ impl ContextInner {
                     Received::Deposit { package, recv_seq } => {
                         if package.slot == SLOT_CONTEXT {
                             context_messages.push(package);
-                        } else if let Some(r) = st.receivers.get(&package.slot) {
-                            r.deposit(package, recv_seq);
+                        } else {
+                            if package.slot != run_slot {
+                                flush(&mut run, run_slot, st);
+                                run_slot = package.slot;
+                            }
+                            run.push((package, recv_seq));
                         }
                     }
                     Received::Forwarded | Received::Dropped(_) => {}
                 }
             }
+            flush(&mut run, run_slot, st);
         }
         for p in context_messages {
             self.context_message(&p);
