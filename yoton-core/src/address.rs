@@ -183,7 +183,7 @@ fn parse_port(text: &str) -> Result<u16, String> {
         }
         None => (text, 0),
     };
-    let port = i64::from(port_hash(name)) + offset;
+    let port = i64::from(port_hash(name)).saturating_add(offset);
     u16::try_from(port).map_err(|_| format!("`{text}` gives port {port}, out of range 0..=65535"))
 }
 
@@ -266,6 +266,8 @@ mod tests {
             ("localhost:a+b", "port"),
             ("bad scheme://x:1", "scheme"),
             ("publichost99:1", "host"),
+            // Found by fuzzing: an offset that overflowed the addition.
+            ("localhost:x+9223372036854775807", "port"),
         ];
         for (text, part) in cases {
             match Address::parse(text) {

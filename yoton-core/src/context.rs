@@ -25,6 +25,9 @@ pub const NEW_CONNECTION: &str = "NEW_CONNECTION";
 /// Context message that asks the receiver to close its connection to the sender.
 pub const CLOSE_CONNECTION: &str = "CLOSE_CONNECTION";
 
+/// How many closed connections [`Context::connections_all`] still lists.
+pub const CLOSED_HISTORY: usize = 16;
+
 /// Default per-connection send queue length (packages) above which senders wait (up
 /// to 1 s). The reference uses 64; with one write per batch that caps a write at 64
 /// small packages, so the Rust default is larger and bounded in bytes as well.
@@ -542,7 +545,8 @@ impl Context {
             .collect()
     }
 
-    /// Every connection made by this context, closed ones included.
+    /// Every connection of this context: the alive ones and the 16 most recently
+    /// closed ones.
     pub fn connections_all(&self) -> Vec<Connection> {
         self.inner.state.lock().connections.clone()
     }
@@ -1064,6 +1068,25 @@ impl ContextInner {
     }
 
     pub(crate) fn connection_closed(&self, conn: &Connection, reason: &str) {
+        {
+            // Keep only the most recent closed connections (for `connections_all`), so
+            // that peers connecting and leaving in a loop cannot grow the context.
+            let mut st = self.state.lock();
+            let closed = st
+                .connections
+                .iter()
+                .filter(|c| c.status() == Status::Closed)
+                .count();
+            let mut excess = closed.saturating_sub(CLOSED_HISTORY);
+            st.connections.retain(|c| {
+                if excess > 0 && c.status() == Status::Closed {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
         let _ = self.events.send(ContextEvent::ConnectionClosed(
             conn.clone(),
             reason.to_owned(),

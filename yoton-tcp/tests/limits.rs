@@ -3,7 +3,8 @@
 //! and authentication with a shared secret.
 //!
 //! Memory and file descriptors are measured in this process (/proc/self); the numbers
-//! are printed (run with `--nocapture` to see them). Every wait is bounded.
+//! are printed (run with `--nocapture` to see them). The tests run one at a time.
+//! Every wait is bounded.
 
 mod common;
 
@@ -15,6 +16,9 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use yoton_core::{slot_hash, Connection, ConnectionEvent, Context, Listener};
+
+/// The tests measure the whole process (descriptors, memory): one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ----------------------------------------------------------------- measurements
 
@@ -84,10 +88,11 @@ impl tracing::Subscriber for Capture {
 async fn expect_log(parts: &[&str]) -> String {
     let t0 = Instant::now();
     loop {
-        let found = logs()
-            .lock()
-            .ok()
-            .and_then(|l| l.iter().find(|s| parts.iter().all(|p| s.contains(p))).cloned());
+        let found = logs().lock().ok().and_then(|l| {
+            l.iter()
+                .find(|s| parts.iter().all(|p| s.contains(p)))
+                .cloned()
+        });
         if let Some(line) = found {
             return line;
         }
@@ -198,6 +203,7 @@ async fn slow_loris(port: u16) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_is_dropped_after_the_handshake_timeout() {
+    let _serial = SERIAL.lock().await;
     let hub = ctx();
     let (listener, port) = listen(&hub).await;
     let kept = slow_loris(port).await;
@@ -251,6 +257,7 @@ sys.stdin.read()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_flood_keeps_descriptors_and_memory_bounded() {
+    let _serial = SERIAL.lock().await;
     let hub = ctx_with(|b| b.max_pending_handshakes(64));
     let (listener, port) = listen(&hub).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -334,6 +341,7 @@ async fn connection_flood_keeps_descriptors_and_memory_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_drops_further_sockets_and_keeps_the_others() {
+    let _serial = SERIAL.lock().await;
     let hub = ctx_with(|b| b.max_connections(3));
     let (listener, port) = listen(&hub).await;
     let mut peers = Vec::new();
@@ -349,7 +357,10 @@ async fn max_connections_drops_further_sockets_and_keeps_the_others() {
         .await
         .unwrap_err()
         .to_string();
-    println!("max_connections 3: the 4th peer was refused in {:?}: {err}", t0.elapsed());
+    println!(
+        "max_connections 3: the 4th peer was refused in {:?}: {err}",
+        t0.elapsed()
+    );
     assert!(err.contains("Handshake failed"), "{err}");
     // A raw socket gets EOF without an answer.
     let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -382,8 +393,20 @@ async fn max_connections_drops_further_sockets_and_keeps_the_others() {
 
 // ----------------------------------------------------------------- lying length
 
+/// The next `TimedOut` event of a connection (bounded wait).
+async fn next_timeout_event(events: &mut yoton_core::EventStream<ConnectionEvent>) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(ConnectionEvent::TimedOut(t))) => return t,
+            Ok(Some(_)) => {}
+            other => panic!("no time-out event: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_announced_and_ten_bytes_sent_costs_little() {
+    let _serial = SERIAL.lock().await;
     let hub = ctx(); // max_message_size: the default 1 GiB
     let (listener, port) = listen(&hub).await;
     let (good, _, _) = real_peer(&listener, port).await;
@@ -392,21 +415,25 @@ async fn a_gigabyte_announced_and_ten_bytes_sent_costs_little() {
     let bad = listener.accept_async(WAIT).await.unwrap();
     bad.set_timeout(Duration::from_secs(1));
     let mut events = bad.events();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The raw peer sends no heartbeats: the connection times out ...
+    assert!(next_timeout_event(&mut events).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let rss0 = rss_kib();
-    let mut bytes = header(slot_hash("lie.bin.pub-sub"), 0x1ead, 1, 1 << 30);
+    // ... comes back with one heartbeat (slot 1, seq 0, no payload) ...
+    let mut bytes = header(1, 0, 0, 0);
+    // ... and then lies: 1 GiB announced, 10 bytes sent, the socket held open.
+    bytes.extend_from_slice(&header(slot_hash("lie.bin.pub-sub"), 0x1ead, 1, 1 << 30));
     bytes.extend_from_slice(b"0123456789");
-    sock.write_all(&bytes).await.unwrap();
-    // The receive time-out fires: nothing complete arrives.
     let t0 = Instant::now();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
-            Ok(Some(ConnectionEvent::TimedOut(true))) => break,
-            Ok(Some(_)) => {}
-            other => panic!("no time-out event: {other:?}"),
-        }
-    }
+    sock.write_all(&bytes).await.unwrap();
+    assert!(!next_timeout_event(&mut events).await);
+    // The receive time-out fires again: nothing complete arrives.
+    assert!(next_timeout_event(&mut events).await);
     let timed_out_after = t0.elapsed();
+    assert!(
+        timed_out_after >= Duration::from_millis(900) && timed_out_after < Duration::from_secs(3),
+        "{timed_out_after:?} for a 1 s time-out"
+    );
     let rss1 = rss_kib();
     println!(
         "1 GiB announced, 10 bytes sent: TimedOut(true) after {timed_out_after:?}; VmRSS {rss0} KiB -> {rss1} KiB"
@@ -434,7 +461,7 @@ async fn a_gigabyte_announced_and_ten_bytes_sent_costs_little() {
     // The same lie, then the peer vanishes: closed with a reason.
     let (mut sock, _) = raw_peer(port, 0x1eaf).await;
     let bad = listener.accept_async(WAIT).await.unwrap();
-    sock.write_all(&bytes).await.unwrap();
+    sock.write_all(&bytes[56..]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(sock);
     let reason = bad.wait_closed_async(WAIT).await.unwrap();
@@ -446,6 +473,7 @@ async fn a_gigabyte_announced_and_ten_bytes_sent_costs_little() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_in_a_handshake_line_is_refused_with_a_reason() {
+    let _serial = SERIAL.lock().await;
     logs();
     // Host side (listen): the answer and the logged reason.
     const IP: &str = "127.0.0.21";
@@ -483,6 +511,7 @@ async fn invalid_utf8_in_a_handshake_line_is_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_megabyte_handshake_line_is_refused_by_listen_without_buffering_it() {
+    let _serial = SERIAL.lock().await;
     logs();
     const IP: &str = "127.0.0.22";
     let hub = ctx();
@@ -524,7 +553,10 @@ async fn a_megabyte_handshake_line_is_refused_by_listen_without_buffering_it() {
         String::from_utf8_lossy(&answer).starts_with("ERROR: this is Yoton."),
         "{answer:?}"
     );
-    assert!(took < Duration::from_secs(2), "took {took:?}: the line was not cut short");
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}: the line was not cut short"
+    );
     assert!(rss1 < rss0 + 8 * 1024, "VmRSS grew by {} KiB", rss1 - rss0);
     expect_log(&["refused a peer", IP, "longer than 256 bytes"]).await;
     let peer = real_peer_at(&listener, IP, port).await;
@@ -537,16 +569,25 @@ const SECRET: &[u8] = b"s3cret-Value-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_refused_and_the_host_keeps_waiting() {
+    let _serial = SERIAL.lock().await;
     // bind: one peer; the wrong ones are refused and it keeps waiting.
     let host_ctx = ctx_with(|b| b.secret(SECRET));
     let host = host_ctx.bind_async("127.0.0.1:0").await.unwrap();
     let addr = format!("127.0.0.1:{}", host.local().port);
     let wrong = ctx_with(|b| b.secret(b"wrong secret"));
-    let err = wrong.connect_async(&addr, WAIT).await.unwrap_err().to_string();
+    let err = wrong
+        .connect_async(&addr, WAIT)
+        .await
+        .unwrap_err()
+        .to_string();
     println!("bind, wrong secret: {err}");
     assert!(err.contains("authentication"), "{err}");
     let none = ctx();
-    let err = none.connect_async(&addr, WAIT).await.unwrap_err().to_string();
+    let err = none
+        .connect_async(&addr, WAIT)
+        .await
+        .unwrap_err()
+        .to_string();
     println!("bind, no secret: {err}");
     assert!(err.contains("requires authentication"), "{err}");
     assert!(host.is_waiting());
@@ -604,6 +645,7 @@ fn reference_python() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_reference_cannot_connect_to_a_host_with_a_secret() {
+    let _serial = SERIAL.lock().await;
     logs();
     const IP: &str = "127.0.0.23";
     let hub = ctx_with(|b| b.secret(SECRET));
@@ -691,6 +733,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_never_goes_on_the_wire() {
+    let _serial = SERIAL.lock().await;
     let hub = ctx_with(|b| b.secret(SECRET));
     let (listener, port) = listen(&hub).await;
     let (proxy, up, down) = recording_proxy(port).await;

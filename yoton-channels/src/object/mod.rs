@@ -728,7 +728,7 @@ impl<'a> Reader<'a> {
                             let n = self.count("dict count", 2)?;
                             // `count` bounded n by the remaining input.
                             Frame::Dict {
-                                entries: Vec::with_capacity(n),
+                                entries: Vec::with_capacity(n.min(1024)),
                                 key: None,
                                 left: n,
                             }
@@ -739,7 +739,7 @@ impl<'a> Reader<'a> {
                             let n = self.count(what, 1)?;
                             Frame::Seq {
                                 is_list,
-                                items: Vec::with_capacity(n),
+                                items: Vec::with_capacity(n.min(1024)),
                                 left: n,
                             }
                         }
