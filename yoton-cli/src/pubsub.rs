@@ -78,6 +78,12 @@ pub fn subscribe<M: CliType>(
     // Printing is slower than a publisher can send: without sync mode the queue
     // would overflow and drop messages.
     channel.set_sync_mode(sync);
+    if sync {
+        // Sync mode stops a publisher only after a round trip of its `full` message;
+        // a burst already in flight (socket buffers hold thousands of small messages)
+        // must still fit: keep room for it.
+        channel.set_queue_limit(SYNC_QUEUE_LIMIT, yoton::DiscardMode::Old);
+    }
     let deadline = Deadline::after(timeout);
     let session = Session::join(ctx, how, address, timeout)?;
     let stdout = std::io::stdout();
@@ -132,3 +138,6 @@ pub fn subscribe<M: CliType>(
         _ => Ok(()),
     }
 }
+
+/// Queue limit of `yoton sub` in sync mode (messages).
+const SYNC_QUEUE_LIMIT: usize = 1_000_000;

@@ -31,7 +31,7 @@ pub const CLOSED_HISTORY: usize = 16;
 /// Default per-connection send queue length (packages) above which senders wait (up
 /// to 1 s). The reference uses 64; with one write per batch that caps a write at 64
 /// small packages, so the Rust default is larger and bounded in bytes as well.
-pub const DEFAULT_SEND_QUEUE: usize = 8192;
+pub const DEFAULT_SEND_QUEUE: usize = 1024;
 /// Default per-connection send queue size (payload bytes) above which senders wait.
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 16 << 20;
 /// How long a send waits for room in a full send queue before it goes on anyway.
@@ -106,7 +106,7 @@ pub struct Config {
     /// Start-up queue length (default 10,000; the oldest is dropped when full).
     pub startup_queue: usize,
     /// Per-connection send queue length (packages) above which senders wait
-    /// (default 8192).
+    /// (default 1024).
     pub send_queue: usize,
     /// Per-connection send queue size (payload bytes) above which senders wait
     /// (default 16 MiB).
