@@ -607,6 +607,11 @@ async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
                 let goodbye = deliver(&conn, &mut frames);
                 let reason = if goodbye {
                     STOP_CLOSED_FROM_THERE.to_owned()
+                } else if is_reset(&e) {
+                    // A peer that vanished with our heartbeats unread in its socket
+                    // gets reset by its kernel instead of ending the stream: the same
+                    // event for us.
+                    STOP_EOF.to_owned()
                 } else {
                     e.to_string()
                 };
@@ -625,6 +630,16 @@ async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
             }
         }
     }
+}
+
+fn is_reset(e: &crate::link::LinkError) -> bool {
+    use crate::link::LinkError;
+    let io = match e {
+        LinkError::Io(io) => io,
+        LinkError::Codec(crate::codec::CodecError::Io(io)) => io,
+        _ => return false,
+    };
+    io.kind() == std::io::ErrorKind::ConnectionReset
 }
 
 /// Hand decoded packages to the context; true when a goodbye was among them.

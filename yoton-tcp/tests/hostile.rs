@@ -79,7 +79,13 @@ async fn truncated_package_then_eof() {
     sock.write_all(&bytes).await.unwrap();
     drop(sock);
     let reason = bad.wait_closed_async(WAIT).await.unwrap();
-    assert_eq!(reason, "Other end dropped the connection.");
+    // Our heartbeats may sit unread in the dropped socket, in which case the kernel
+    // answers with a reset instead of a clean end of stream.
+    assert!(
+        reason == "Other end dropped the connection."
+            || reason.starts_with("Socket error. Connection reset by peer"),
+        "{reason}"
+    );
     good_peer_still_served(&hub, &good).await;
 }
 
