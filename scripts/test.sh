@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/python-venv.sh >/dev/null
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-for features in tcp ws quic; do
+for features in tcp ws quic full; do
     echo "== yoton with only the '$features' feature"
     cargo test -p yoton --no-default-features --features "$features"
 done

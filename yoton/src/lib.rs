@@ -43,8 +43,8 @@ pub use yoton_channels::{
 };
 pub use yoton_core::{
     self as core, channel_slot, events, port_hash, slot_hash, Address, Connection, ConnectionEvent,
-    Context, ContextBuilder, ContextEvent, Endpoint, Error, Listener, Package, Registry, Result,
-    Status, Transport,
+    Context, ContextBuilder, ContextEvent, Endpoint, Error, Listener, Package, ReconnectPolicy,
+    Registry, Result, Status, Transport,
 };
 
 #[cfg(feature = "quic")]
