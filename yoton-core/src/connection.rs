@@ -579,8 +579,10 @@ impl Connection {
             }
             return;
         }
-        self.shared.status.send_replace(status);
+        // The event first: whoever waited for the status and subscribes afterwards
+        // must not receive this (already past) event.
         self.emit(ConnectionEvent::Connected);
+        self.shared.status.send_replace(status);
     }
 }
 
