@@ -75,10 +75,6 @@ impl Wake {
         *self.flag.lock() = true;
         self.cv.notify_all();
     }
-
-    fn notify_one(&self) {
-        self.wake();
-    }
 }
 
 struct Sink(Weak<Inbox>, Arc<Wake>);
@@ -583,7 +579,7 @@ impl ReqChannel {
             r.cancel();
         }
         self.shared.guards.lock().clear();
-        self.shared.wake.notify_one();
+        self.shared.wake.wake();
     }
 }
 
