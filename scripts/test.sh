@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/python-venv.sh >/dev/null
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --doc --no-fail-fast
 for features in tcp ws quic full; do
     echo "== yoton with only the '$features' feature"
     cargo test -p yoton --no-default-features --features "$features"

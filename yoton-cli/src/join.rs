@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use yoton::{Connection, Context, Listener};
+use yoton::{Connection, ConnectionEvent, Context, ContextEvent, Listener};
 
 use crate::error::{CliError, Result};
 
@@ -63,6 +63,7 @@ impl Session {
     /// Join at `address`. `--connect` retries until `timeout` (10 s when unbounded);
     /// `--bind` and `--listen` return at once (see [`Session::wait_peer`]).
     pub fn join(ctx: Context, how: How, address: &str, timeout: Option<Duration>) -> Result<Self> {
+        log_connection_events(&ctx);
         let (conn, listener) = match how {
             How::Connect => {
                 let conn = ctx.connect(address, timeout.unwrap_or(DEFAULT_CONNECT))?;
@@ -139,13 +140,54 @@ impl Session {
     }
 
     /// Write out what is queued (bounded) and close the context (saying goodbye).
-    pub fn finish(self, flush: Duration) {
+    /// Returns how many packages send queues discarded (a peer that did not read fast
+    /// enough); when any were, says so on standard error, per connection.
+    pub fn finish(self, flush: Duration) -> u64 {
         if let Err(e) = self.ctx.flush(flush) {
             tracing::warn!(error = %e, "flush did not complete");
         }
+        let discarded = self.ctx.discarded();
+        if discarded > 0 {
+            for c in self.ctx.connections_all() {
+                if c.discarded() > 0 {
+                    eprintln!(
+                        "yoton: {} packages discarded for {} (its send queue was full: the \
+                         peer did not read fast enough)",
+                        c.discarded(),
+                        c.peer()
+                    );
+                }
+            }
+        }
         drop(self.listener);
         self.ctx.close();
+        discarded
     }
+}
+
+/// Log what happens to every connection of `ctx`: time-outs are warnings (always
+/// shown), the rest is shown with `-v`.
+fn log_connection_events(ctx: &Context) {
+    ctx.on_event(|e| {
+        let ContextEvent::NewConnection(conn) = e else {
+            return;
+        };
+        tracing::info!(peer = %conn.peer(), name = %conn.name(), "connection up");
+        conn.on_event(|c, e| match e {
+            ConnectionEvent::TimedOut(true) => tracing::warn!(
+                peer = %c.peer(),
+                "connection timed out: nothing received for {:?}",
+                c.timeout()
+            ),
+            ConnectionEvent::TimedOut(false) => {
+                tracing::warn!(peer = %c.peer(), "connection back: data flows again")
+            }
+            ConnectionEvent::Closed(reason) => {
+                tracing::info!(peer = %c.peer(), reason = %reason, "connection closed")
+            }
+            ConnectionEvent::Connected => {}
+        });
+    });
 }
 
 /// Tell the user where we are bound (the real port when port 0 was asked for).

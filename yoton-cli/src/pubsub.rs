@@ -42,8 +42,14 @@ pub fn publish<M: CliType>(
         })
     };
     tracing::info!(sent, slot, "published");
-    session.finish(timeout);
-    result
+    let discarded = session.finish(timeout);
+    result?;
+    if discarded > 0 {
+        return Err(CliError::Failed(format!(
+            "{discarded} of {sent} messages were discarded on the way out"
+        )));
+    }
+    Ok(())
 }
 
 /// Publish each non-empty line of standard input (a trailing `\r` is dropped), as it
@@ -124,7 +130,10 @@ pub fn subscribe<M: CliType>(
     let _ = out.flush();
     let dropped = channel.discarded();
     if dropped > 0 {
-        tracing::warn!(dropped, "messages were dropped because the queue was full");
+        eprintln!(
+            "yoton: {dropped} messages discarded because the channel's queue was full \
+             (sync mode, on unless --no-sync, slows the publisher down instead)"
+        );
     }
     session.finish(GOODBYE);
     if let Some(e) = stopped {

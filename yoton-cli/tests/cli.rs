@@ -848,3 +848,57 @@ fn yoton_request_to_python_serve_and_back() {
     assert_eq!(reply["reply"], "Requested: from Python\r\n", "{py:#?}");
     server.finish().ok();
 }
+
+// ------------------------------------------------------------------ overload
+
+/// A hand-made Yoton host at a free port that answers the handshake, keeps the
+/// connection alive with heartbeats, and never reads a byte of what comes after.
+fn never_reading_host() -> u16 {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(WAIT));
+        let mut line = String::new();
+        if std::io::BufReader::new(&sock).read_line(&mut line).is_err() {
+            return;
+        }
+        let mut w = &sock;
+        let _ = w.write_all(b"YOTON!00000000c0ffee01.1\r\n");
+        let mut heartbeat = Vec::new();
+        for x in [u64::from_le_bytes(*b"YOTON   "), 1, 0, 0, 0, 0, 0] {
+            heartbeat.extend_from_slice(&x.to_le_bytes());
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < WAIT && w.write_all(&heartbeat).is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    port
+}
+
+#[test]
+fn pub_to_a_peer_that_never_reads_reports_the_discarded_messages_and_exits_1() {
+    let port = never_reading_host();
+    // 2,000 messages of 64 KiB (128 MiB): more than the kernel's socket buffers plus
+    // the send queue's hard limit (4 x 16 MiB).
+    let line = "x".repeat(64 << 10);
+    let input: String = (0..2000).map(|_| format!("{line}\n")).collect();
+    let ended = yoton_stdin(&["pub", &at(port), "flood", "--timeout", "3"], &input).finish();
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains(&format!("discarded for 127.0.0.1:{port}")),
+        "{}",
+        ended.stderr
+    );
+    assert!(
+        ended.stderr.contains("of 2000 messages were discarded"),
+        "{}",
+        ended.stderr
+    );
+}

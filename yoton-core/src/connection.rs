@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::context::ContextInner;
 use crate::error::{Error, Result};
 use crate::link::{Endpoint, Link, LinkReader, LinkWriter};
-use crate::package::{Frame, Package};
+use crate::package::{Frame, Package, SLOT_CONTEXT};
 use crate::router::LinkId;
 
 /// A sender that has had nothing to send for this long sends a heartbeat.
@@ -65,7 +65,8 @@ struct Ends {
     reason: Option<String>,
 }
 
-/// Soft limits of a send queue: above either, senders wait (up to 1 s).
+/// Soft limits of a send queue: above either, senders wait (up to 1 s). Packages
+/// beyond [`HARD_LIMIT_FACTOR`] times either limit are discarded and counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueLimits {
     /// Packages queued.
@@ -74,14 +75,63 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
+/// Once a send queue holds this many times its soft limits (packages or bytes),
+/// further packages are discarded and counted in [`Connection::discarded`] until it
+/// drains: it holds at most the hard limit plus one package, whatever that package's
+/// size. Context messages (`NEW_CONNECTION`, ...) are never discarded.
+pub const HARD_LIMIT_FACTOR: usize = 4;
+
+impl QueueLimits {
+    fn soft_reached(&self, packages: usize, bytes: usize) -> bool {
+        packages >= self.packages || bytes >= self.bytes
+    }
+
+    fn hard_reached(&self, packages: usize, bytes: usize) -> bool {
+        packages > 0
+            && (packages >= self.packages.saturating_mul(HARD_LIMIT_FACTOR)
+                || bytes >= self.bytes.saturating_mul(HARD_LIMIT_FACTOR))
+    }
+}
+
+/// What became of a package handed to a connection's send queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued; `wait` when a local sender should now wait for room (the queue is at
+    /// or above its soft limits and the connection is not stalled).
+    Queued { wait: bool },
+    /// The queue was at its hard limit: the package was dropped and counted.
+    Discarded,
+    /// The connection no longer sends.
+    Closed,
+}
+
+impl Pushed {
+    /// A local sender should wait for room.
+    pub(crate) fn should_wait(self) -> bool {
+        matches!(self, Pushed::Queued { wait: true })
+    }
+}
+
 struct Queue {
     frames: VecDeque<Frame>,
-    /// Payload bytes in `frames`.
+    /// Frames taken by the writer and not yet written.
+    in_flight: usize,
+    /// Payload bytes in `frames` and in flight.
     bytes: usize,
     pushed: u64,
     written: u64,
     /// Set once the goodbye is queued (or the connection died): nothing more is accepted.
     sealed: bool,
+    /// A local sender waited the full time for room and got none: senders stop
+    /// waiting for this connection (it only queues up to the hard limit, then
+    /// discards) until its queue is below the soft limits again.
+    stalled: bool,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.frames.len() + self.in_flight
+    }
 }
 
 type Callback = Arc<dyn Fn(&Connection, &ConnectionEvent) + Send + Sync>;
@@ -95,6 +145,7 @@ pub(crate) struct Shared {
     ends: Mutex<Ends>,
     status: watch::Sender<Status>,
     queue: Mutex<Queue>,
+    limits: QueueLimits,
     wake_writer: Notify,
     progress: Notify,
     timeout_ms: AtomicU64,
@@ -105,6 +156,10 @@ pub(crate) struct Shared {
     events: broadcast::Sender<ConnectionEvent>,
     callbacks: Mutex<Vec<Callback>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Packages dropped because the send queue was at its hard limit.
+    discarded: AtomicU64,
+    /// The context's total of the same (shared by all its connections).
+    ctx_discarded: Arc<AtomicU64>,
 }
 
 /// A connection between this context and one other. Cheap to clone, `Send + Sync`.
@@ -166,11 +221,14 @@ impl Connection {
                 status: watch::Sender::new(status),
                 queue: Mutex::new(Queue {
                     frames: VecDeque::new(),
+                    in_flight: 0,
                     bytes: 0,
                     pushed: 0,
                     written: 0,
                     sealed: false,
+                    stalled: false,
                 }),
+                limits: ctx.queue_limits(),
                 wake_writer: Notify::new(),
                 progress: Notify::new(),
                 timeout_ms: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
@@ -181,6 +239,8 @@ impl Connection {
                 events,
                 callbacks: Mutex::new(Vec::new()),
                 tasks: Mutex::new(Vec::new()),
+                discarded: AtomicU64::new(0),
+                ctx_discarded: ctx.discarded.clone(),
             }),
         }
     }
@@ -280,7 +340,25 @@ impl Connection {
 
     /// Frames queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.shared.queue.lock().frames.len()
+        self.shared.queue.lock().len()
+    }
+
+    /// Payload bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queue.lock().bytes
+    }
+
+    /// Packages this connection dropped because its send queue was at the hard limit
+    /// ([`HARD_LIMIT_FACTOR`] times the context's `send_queue` or `send_queue_bytes`):
+    /// the peer (or a relay behind it) did not read fast enough.
+    ///
+    /// ```
+    /// # let ctx = yoton_core::Context::new().unwrap();
+    /// # let conn = ctx.bind("inproc://discarded-doc").unwrap();
+    /// assert_eq!(conn.discarded(), 0);
+    /// ```
+    pub fn discarded(&self) -> u64 {
+        self.shared.discarded.load(Ordering::Relaxed)
     }
 
     /// Call `f` for every event of this connection (on a runtime thread; keep it short
@@ -324,56 +402,95 @@ impl Connection {
 
     /// Queue a frame for the writer. Returns false when the connection no longer sends.
     pub(crate) fn push(&self, frame: Frame) -> bool {
-        self.push_len(frame).is_some()
-    }
-
-    /// Queue a frame; the queue length afterwards, or None when the connection no
-    /// longer sends.
-    fn push_len(&self, frame: Frame) -> Option<(usize, usize)> {
         let mut q = self.shared.queue.lock();
         if q.sealed {
-            return None;
+            return false;
         }
         q.bytes += frame.payload().len();
         q.frames.push_back(frame);
         q.pushed += 1;
-        let n = q.frames.len();
-        let bytes = q.bytes;
+        let first = q.frames.len() == 1;
         drop(q);
         // The writer drains everything queued when it wakes; waking it once per batch
         // is enough (it re-checks the queue before it sleeps).
-        if n == 1 {
+        if first {
             self.shared.wake_writer.notify_one();
         }
-        Some((n, bytes))
+        true
     }
 
-    /// Queue a package; true when the queue is now at or above `limits`.
-    pub(crate) fn push_package(&self, p: Package, limits: QueueLimits) -> bool {
-        self.push_len(Frame::Package(p))
-            .is_some_and(|(n, bytes)| n >= limits.packages || bytes >= limits.bytes)
+    /// Queue a package unless the queue is at its hard limit (then it is discarded
+    /// and counted).
+    pub(crate) fn push_package(&self, p: Package) -> Pushed {
+        let limits = self.shared.limits;
+        let mut q = self.shared.queue.lock();
+        if q.sealed {
+            return Pushed::Closed;
+        }
+        let len = p.payload.len();
+        if p.slot != SLOT_CONTEXT && limits.hard_reached(q.len(), q.bytes) {
+            drop(q);
+            self.count_discard();
+            return Pushed::Discarded;
+        }
+        q.bytes += len;
+        q.frames.push_back(Frame::Package(p));
+        q.pushed += 1;
+        let wait = !q.stalled && limits.soft_reached(q.len(), q.bytes);
+        let first = q.frames.len() == 1;
+        drop(q);
+        if first {
+            self.shared.wake_writer.notify_one();
+        }
+        Pushed::Queued { wait }
     }
 
-    /// Whether the send queue is at or above `limits`.
-    pub(crate) fn is_full(&self, limits: QueueLimits) -> bool {
+    fn count_discard(&self) {
+        let n = self.shared.discarded.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.ctx_discarded.fetch_add(1, Ordering::Relaxed);
+        // Say so on the first one and then at every power of ten, not per package.
+        if is_power_of_ten(n) {
+            tracing::warn!(
+                connection = %self.name(),
+                peer = %self.peer(),
+                discarded = n,
+                "send queue full: the peer does not read fast enough, packages are being \
+                 discarded (raise send_queue/send_queue_bytes or slow the sender down)"
+            );
+        }
+    }
+
+    /// Whether a local sender should wait for room in this send queue: it is at or
+    /// above the soft limits and not stalled.
+    pub(crate) fn is_full(&self) -> bool {
         let q = self.shared.queue.lock();
-        q.frames.len() >= limits.packages || q.bytes >= limits.bytes
+        !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes)
     }
 
     /// Wait until the queue is shorter than `limit` (or `max_wait` passes, or the
     /// connection dies). Soft back-pressure: the caller sends anyway afterwards.
-    pub(crate) async fn wait_space(&self, limits: QueueLimits, max_wait: Duration) {
+    pub(crate) async fn wait_space(&self, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let notified = self.shared.progress.notified();
             {
                 let q = self.shared.queue.lock();
-                let full = q.frames.len() >= limits.packages || q.bytes >= limits.bytes;
-                if !full || q.sealed {
+                if q.stalled || q.sealed || !self.shared.limits.soft_reached(q.len(), q.bytes) {
                     return;
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let mut q = self.shared.queue.lock();
+                if !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes) {
+                    q.stalled = true;
+                    drop(q);
+                    tracing::warn!(
+                        connection = %self.name(),
+                        peer = %self.peer(),
+                        "send queue full for {max_wait:?}: senders stop waiting for this \
+                         connection; beyond the hard limit its packages are discarded"
+                    );
+                }
                 return;
             }
         }
@@ -634,6 +751,13 @@ async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
     }
 }
 
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
 fn is_reset(e: &crate::link::LinkError) -> bool {
     use crate::link::LinkError;
     let io = match e {
@@ -663,8 +787,8 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
     loop {
         {
             let mut q = shared.queue.lock();
-            q.bytes = 0;
             batch.extend(q.frames.drain(..));
+            q.in_flight = batch.len();
         }
         if batch.is_empty() {
             let notified = shared.wake_writer.notified();
@@ -689,8 +813,28 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
             conn.close_on_problem(&e.to_string());
             return;
         }
+        let bytes: usize = batch.iter().map(|f| f.payload().len()).sum();
         batch.clear();
-        shared.queue.lock().written += n;
+        {
+            let mut q = shared.queue.lock();
+            q.written += n;
+            q.in_flight = 0;
+            q.bytes = q.bytes.saturating_sub(bytes);
+            if q.stalled && !shared.limits.soft_reached(q.len(), q.bytes) {
+                q.stalled = false;
+            }
+        }
         shared.progress.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discard_warnings_come_at_powers_of_ten() {
+        let warned: Vec<u64> = (0..=100_000).filter(|&n| is_power_of_ten(n)).collect();
+        assert_eq!(warned, [1, 10, 100, 1000, 10_000, 100_000]);
     }
 }

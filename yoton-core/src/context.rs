@@ -106,10 +106,12 @@ pub struct Config {
     /// Start-up queue length (default 10,000; the oldest is dropped when full).
     pub startup_queue: usize,
     /// Per-connection send queue length (packages) above which senders wait
-    /// (default 1024).
+    /// (default 1024). At [`HARD_LIMIT_FACTOR`](crate::connection::HARD_LIMIT_FACTOR)
+    /// times this, further packages are discarded and counted.
     pub send_queue: usize,
     /// Per-connection send queue size (payload bytes) above which senders wait
-    /// (default 16 MiB).
+    /// (default 16 MiB). Beyond [`HARD_LIMIT_FACTOR`](crate::connection::HARD_LIMIT_FACTOR)
+    /// times this, further packages are discarded and counted.
     pub send_queue_bytes: usize,
     /// Shared secret for peer authentication (off by default: the Python reference
     /// does not know it).
@@ -228,6 +230,8 @@ impl ContextBuilder {
                 next_link: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 events,
+                discarded: Arc::default(),
+                callbacks: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -288,7 +292,12 @@ pub(crate) struct ContextInner {
     next_link: AtomicU64,
     closed: AtomicBool,
     events: broadcast::Sender<ContextEvent>,
+    /// Packages dropped by full send queues of any connection, closed ones included.
+    pub(crate) discarded: Arc<AtomicU64>,
+    callbacks: Mutex<Vec<EventCallback>>,
 }
+
+type EventCallback = Arc<dyn Fn(&ContextEvent) + Send + Sync>;
 
 /// A node of a Yoton network. Cheap to clone, `Send + Sync`; the last handle dropped
 /// closes it.
@@ -479,22 +488,20 @@ impl Context {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed("context"));
         }
-        let limits = self.inner.queue_limits();
         let mut full = false;
         let mut st = self.inner.state.lock();
         st.router.send(package, |c, p| {
-            full |= c.push_package(p, limits);
+            full |= c.push_package(p).should_wait();
         });
         Ok(full)
     }
 
     /// The alive connections whose send queue is full.
     fn full_links(&self) -> Vec<Connection> {
-        let limits = self.inner.queue_limits();
         let st = self.inner.state.lock();
         st.router
             .links()
-            .filter(|(_, c)| c.is_full(limits))
+            .filter(|(_, c)| c.is_full())
             .map(|(_, c)| c.clone())
             .collect()
     }
@@ -503,8 +510,20 @@ impl Context {
         let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
         for c in full {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            c.wait_space(self.inner.queue_limits(), left).await;
+            c.wait_space(left).await;
         }
+    }
+
+    /// Packages dropped because a connection's send queue was at its hard limit, over
+    /// all connections of this context (closed ones included). Each connection also
+    /// counts its own: [`Connection::discarded`].
+    ///
+    /// ```
+    /// let ctx = yoton_core::Context::new().unwrap();
+    /// assert_eq!(ctx.discarded(), 0);
+    /// ```
+    pub fn discarded(&self) -> u64 {
+        self.inner.discarded.load(Ordering::Relaxed)
     }
 
     /// Packages waiting for a first connection.
@@ -566,6 +585,32 @@ impl Context {
         crate::EventStream::new(self.inner.events.subscribe())
     }
 
+    /// Call `f` for every context event from now on: each connection that completes
+    /// its handshake (whether made by `bind`, `connect`, `listen` or a reconnect) and
+    /// each one that closes. It runs on a runtime thread: keep it short, do not block.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use yoton_core::{Context, ContextEvent};
+    ///
+    /// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+    /// let peers = Arc::new(Mutex::new(Vec::new()));
+    /// let log = peers.clone();
+    /// b.on_event(move |e| {
+    ///     if let ContextEvent::NewConnection(c) = e {
+    ///         log.lock().unwrap().push(c.peer_id());
+    ///         // Follow this connection too (time-outs, closing) with c.on_event(...).
+    ///     }
+    /// });
+    /// a.bind("inproc://on-event-doc").unwrap();
+    /// b.connect("inproc://on-event-doc", Duration::from_secs(1)).unwrap();
+    /// assert_eq!(*peers.lock().unwrap(), [a.id()]);
+    /// ```
+    pub fn on_event(&self, f: impl Fn(&ContextEvent) + Send + Sync + 'static) {
+        self.inner.callbacks.lock().push(Arc::new(f));
+    }
+
     fn new_connection(&self, name: String, status: Status, local: Endpoint) -> Connection {
         let link_id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
         let conn = Connection::new(&self.inner, link_id, name, status, local);
@@ -574,11 +619,10 @@ impl Context {
     }
 
     fn add_link(&self, conn: &Connection) {
-        let limits = self.inner.queue_limits();
         let mut st = self.inner.state.lock();
         st.router
             .add_link(conn.shared.link_id, conn.clone(), |c, p| {
-                c.push_package(p, limits);
+                c.push_package(p);
             });
     }
 
@@ -844,10 +888,7 @@ impl Context {
     }
 
     fn announce(&self, conn: &Connection) {
-        let _ = self
-            .inner
-            .events
-            .send(ContextEvent::NewConnection(conn.clone()));
+        self.inner.emit(ContextEvent::NewConnection(conn.clone()));
     }
 
     /// Close every connection (each says goodbye and flushes up to 1 s) and stop.
@@ -995,7 +1036,6 @@ impl ContextInner {
     /// Route packages that arrived over `link`, then handle context messages.
     pub(crate) fn receive(&self, link: LinkId, frames: &mut Vec<Frame>) {
         let mut context_messages: Vec<Package> = Vec::new();
-        let limits = self.queue_limits();
         // Consecutive packages for one slot are handed over as one batch (one lock and
         // one wake-up of the channel per read, not per package).
         let mut run: Vec<(Package, u64)> = Vec::new();
@@ -1014,10 +1054,11 @@ impl ContextInner {
             };
             for frame in frames.drain(..) {
                 let Frame::Package(p) = frame else { continue };
-                // Forwarding never waits (the reader must go on); the queue limits
-                // only slow down local senders.
+                // Forwarding never waits (the reader must go on): a full queue only
+                // slows down local senders, and beyond its hard limit a forwarded
+                // package is discarded and counted like any other.
                 match st.router.receive(p, link, |c, p| {
-                    c.push_package(p, limits);
+                    c.push_package(p);
                 }) {
                     Received::Deposit { package, recv_seq } => {
                         if package.slot == SLOT_CONTEXT {
@@ -1087,10 +1128,18 @@ impl ContextInner {
                 }
             });
         }
-        let _ = self.events.send(ContextEvent::ConnectionClosed(
+        self.emit(ContextEvent::ConnectionClosed(
             conn.clone(),
             reason.to_owned(),
         ));
+    }
+
+    fn emit(&self, event: ContextEvent) {
+        let callbacks: Vec<EventCallback> = self.callbacks.lock().clone();
+        for cb in callbacks {
+            cb(&event);
+        }
+        let _ = self.events.send(event);
     }
 }
 

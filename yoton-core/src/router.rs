@@ -60,6 +60,12 @@ pub type LinkId = u64;
 /// How many sequence numbers below the highest seen are remembered per source.
 pub const DEDUP_WINDOW: u64 = 4096;
 
+/// How many sources (context ids) the router keeps a window for (about 0.5 KiB each).
+/// When a new source arrives with the table full, the least recently heard half is
+/// forgotten: a peer inventing source ids cannot grow the table beyond 2 MiB, and a
+/// forgotten source that speaks again starts a fresh window.
+pub const MAX_SOURCES: usize = 4096;
+
 /// Default maximum length of the start-up queue.
 pub const DEFAULT_STARTUP_QUEUE: usize = 10_000;
 
@@ -69,6 +75,8 @@ pub const DEFAULT_STARTUP_QUEUE: usize = 10_000;
 struct SeenWindow {
     highest: u64,
     bits: Vec<u64>,
+    /// When this source was last heard (the router's receive count).
+    heard: u64,
 }
 
 impl SeenWindow {
@@ -76,6 +84,7 @@ impl SeenWindow {
         SeenWindow {
             highest: 0,
             bits: vec![0; (DEDUP_WINDOW / 64) as usize],
+            heard: 0,
         }
     }
 
@@ -168,6 +177,8 @@ pub struct Router<L> {
     send_seq: u64,
     recv_seq: u64,
     seen: IdMap<SeenWindow>,
+    /// Packages received (the clock of `SeenWindow::heard`).
+    received: u64,
     links: Vec<(LinkId, L)>,
     startup: VecDeque<Package>,
     startup_limit: usize,
@@ -182,6 +193,7 @@ impl<L> Router<L> {
             send_seq: 0,
             recv_seq: 0,
             seen: IdMap::default(),
+            received: 0,
             links: Vec::new(),
             startup: VecDeque::new(),
             startup_limit: DEFAULT_STARTUP_QUEUE,
@@ -256,6 +268,24 @@ impl<L> Router<L> {
         }
     }
 
+    /// Sources with a duplicate-suppression window (at most [`MAX_SOURCES`]).
+    pub fn source_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Forget the least recently heard half of the sources.
+    fn forget_oldest_sources(&mut self) {
+        let mut heard: Vec<u64> = self.seen.values().map(|w| w.heard).collect();
+        let mid = heard.len() / 2;
+        let (_, median, _) = heard.select_nth_unstable(mid);
+        let median = *median;
+        self.seen.retain(|_, w| w.heard > median);
+        tracing::debug!(
+            kept = self.seen.len(),
+            "duplicate-suppression table full: forgot the least recently heard sources"
+        );
+    }
+
     /// A package arrived over link `from`: decide whether to deposit it and where to
     /// forward it (`out` is called for each forward).
     pub fn receive(
@@ -267,10 +297,15 @@ impl<L> Router<L> {
         if package.source_id == self.id {
             return Received::Dropped(Dropped::OwnPackage);
         }
+        self.received += 1;
+        if self.seen.len() >= MAX_SOURCES && !self.seen.contains_key(&package.source_id) {
+            self.forget_oldest_sources();
+        }
         let window = self
             .seen
             .entry(package.source_id)
             .or_insert_with(SeenWindow::new);
+        window.heard = self.received;
         if !window.accept(package.source_seq) {
             return Received::Dropped(Dropped::Duplicate);
         }
@@ -473,6 +508,49 @@ mod tests {
         let mut got = vec![];
         r.add_link(1, 0, |_, p| got.push(p.payload[0]));
         assert_eq!(got, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn the_source_table_is_bounded_and_keeps_the_recent_sources() {
+        let mut r: Router<()> = Router::new(1);
+        let p = |src: u64, seq: u64| {
+            let mut p = Package::new(100, "x");
+            p.source_id = src;
+            p.source_seq = seq;
+            p
+        };
+        // A regular peer, then a flood of invented sources, the regular one in between.
+        assert!(matches!(
+            r.receive(p(7, 1), 0, |_, _| {}),
+            Received::Deposit { .. }
+        ));
+        for src in 1000..1000 + 3 * MAX_SOURCES as u64 {
+            assert!(matches!(
+                r.receive(p(src, 1), 0, |_, _| {}),
+                Received::Deposit { .. }
+            ));
+            assert!(r.source_count() <= MAX_SOURCES);
+            if src % 1000 == 0 {
+                let seq = src / 1000 + 1;
+                assert!(matches!(
+                    r.receive(p(7, seq), 0, |_, _| {}),
+                    Received::Deposit { .. }
+                ));
+            }
+        }
+        assert!(r.source_count() <= MAX_SOURCES);
+        assert!(r.source_count() >= MAX_SOURCES / 2);
+        // The regular peer was heard recently: still known, duplicates still caught.
+        assert_eq!(
+            r.receive(p(7, 13), 0, |_, _| {}),
+            Received::Dropped(Dropped::Duplicate)
+        );
+        // The most recent invented source is known too.
+        let last = 1000 + 3 * MAX_SOURCES as u64 - 1;
+        assert_eq!(
+            r.receive(p(last, 1), 0, |_, _| {}),
+            Received::Dropped(Dropped::Duplicate)
+        );
     }
 
     #[test]

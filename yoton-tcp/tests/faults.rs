@@ -15,32 +15,6 @@ use yoton_core::{slot_hash, Context};
 /// The tests measure the whole process: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn count_dir(path: &str) -> usize {
-    std::fs::read_dir(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .count()
-}
-
-/// Open file descriptors of this process.
-fn fds() -> usize {
-    count_dir("/proc/self/fd")
-}
-
-/// Threads of this process.
-fn threads() -> usize {
-    count_dir("/proc/self/task")
-}
-
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
 async fn exchange(from: &Context, to: &Context, what: &str) {
     let slot = slot_hash(&format!("faults.{what}.txt.pub-sub"));
     let mut inbox = inbox(to, slot);

@@ -12,8 +12,8 @@
 //! has: the effect of `tc netem loss 100%`, whose qdisc the kernel may lack).
 //!
 //! QUIC goes through the same two cuts with the `yoton` CLI at both ends (built with
-//! `cargo build -p yoton-cli`; this crate's tests cannot link yoton-quic, and the CLI
-//! prints no time-out events, so for QUIC only the delivery after the cut is checked).
+//! `cargo build -p yoton-cli`; this crate's tests do not link yoton-quic): the CLI logs
+//! each connection's time-out and recovery on standard error, which the test reads.
 //!
 //! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and iproute2's `ip`; where namespaces
 //! cannot be created the test says so and FAILS. The namespaces are deleted at the
@@ -491,12 +491,13 @@ fn wait_line(
 }
 
 /// QUIC through a partition, with the `yoton` CLI at both ends (this crate's tests do not
-/// link yoton-quic; the CLI does not print time-out events, so only the delivery is
-/// checked here): messages published while the link is down (and while every frame is
-/// lost) all arrive, in order, once it is back; QUIC's idle time-out (10 s) is longer
-/// than each cut (about 3.5 s).
+/// link yoton-quic): both ends report the time-out within their connection time-out of
+/// the cut and the recovery after it (the CLI logs these events on standard error), and
+/// messages published while the link is down (and while every frame is lost) all
+/// arrive, in order, once it is back; QUIC's idle time-out (10 s) is longer than each
+/// cut (about 3.5 s).
 #[test]
-fn quic_partition_delivers_everything_when_the_link_comes_back() {
+fn quic_partition_times_out_and_recovers_with_everything_delivered() {
     assert!(std::env::var_os(ROLE_VAR).is_none());
     let cli = yoton_cli();
     let ns = Namespaces::create('q');
@@ -540,10 +541,12 @@ fn quic_partition_delivers_everything_when_the_link_comes_back() {
             .args(["pub", "--pin", &fp, "--timeout", "30", &addr, "part"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
+    let pub_err = line_channel(publisher.0.stderr.take().unwrap());
+    let mut pub_err_seen = Vec::new();
     let mut stdin = publisher.0.stdin.take().unwrap();
     let mut publish = |tag: &str| {
         for i in 0..20 {
@@ -561,9 +564,25 @@ fn quic_partition_delivers_everything_when_the_link_comes_back() {
         ("down", &|| ns.link_down(), &|| ns.link_up()),
         ("loss", &|| ns.lose_everything(), &|| ns.stop_losing()),
     ];
+    let timed_out = |l: &str| l.contains("connection timed out");
+    let back = |l: &str| l.contains("connection back");
     for (tag, cut, restore) in rounds {
+        let t_cut = Instant::now();
         cut();
-        std::thread::sleep(Duration::from_millis(1500));
+        // Both ends notice within their time-out (0.5 s by default) plus a
+        // heartbeat interval and some scheduling slack.
+        let limit = Duration::from_secs(3);
+        wait_line(&sub_err, &mut err_seen, limit, "sub time-out", timed_out);
+        let sub_noticed = t_cut.elapsed();
+        wait_line(
+            &pub_err,
+            &mut pub_err_seen,
+            limit,
+            "pub time-out",
+            timed_out,
+        );
+        let pub_noticed = t_cut.elapsed();
+        std::thread::sleep(Duration::from_millis(1500).saturating_sub(t_cut.elapsed()));
         publish(tag);
         std::thread::sleep(Duration::from_secs(2));
         while let Ok(l) = sub_out.try_recv() {
@@ -579,9 +598,13 @@ fn quic_partition_delivers_everything_when_the_link_comes_back() {
         wait_line(&sub_out, &mut got, Duration::from_secs(20), &last, |l| {
             l == last
         });
+        let delivered = t0.elapsed();
+        wait_line(&sub_err, &mut err_seen, WAIT_BACK, "sub recovery", back);
+        wait_line(&pub_err, &mut pub_err_seen, WAIT_BACK, "pub recovery", back);
         println!(
-            "QUIC, cut by {tag}: 20 messages published during a 3.5 s cut arrived {:?} after the restore",
-            t0.elapsed()
+            "QUIC, cut by {tag}: time-out reported after {sub_noticed:?} (subscriber) and \
+             {pub_noticed:?} (publisher); 20 messages published during the 3.5 s cut arrived \
+             {delivered:?} after the restore, recovery reported by both"
         );
     }
     drop(stdin); // the publisher flushes and exits
@@ -615,6 +638,9 @@ fn quic_partition_delivers_everything_when_the_link_comes_back() {
     };
     assert!(status.success(), "subscriber: {status}");
 }
+
+/// How long a recovery may take to be reported once the messages are through.
+const WAIT_BACK: Duration = Duration::from_secs(5);
 
 /// A kind of cut: its name, how to cut, how to restore.
 type Round<'a> = (&'a str, &'a dyn Fn(), &'a dyn Fn());

@@ -146,3 +146,29 @@ pub fn header(slot: u64, source_id: u64, seq: u64, len: u64) -> Vec<u8> {
     }
     v
 }
+
+fn count_dir(path: &str) -> usize {
+    std::fs::read_dir(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .count()
+}
+
+/// Open file descriptors of this process.
+pub fn fds() -> usize {
+    count_dir("/proc/self/fd")
+}
+
+/// Threads of this process.
+pub fn threads() -> usize {
+    count_dir("/proc/self/task")
+}
+
+/// Resident memory of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
