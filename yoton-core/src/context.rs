@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::address::Address;
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
@@ -864,18 +864,20 @@ impl Context {
             reason: e.0,
         })?;
         let local = listener.local();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog::default());
         let ctx = self.clone();
         let weak = Arc::downgrade(&self.inner);
         let name = addr.to_string();
+        let tx = backlog.clone();
         let task = self.inner.rt.spawn(async move {
             drop(ctx);
-            accept_loop(weak, &mut *listener, name, tx).await;
+            accept_loop(weak, &mut *listener, name, tx.clone()).await;
+            tx.close();
         });
         Ok(Listener {
             local,
             address: addr,
-            incoming: tokio::sync::Mutex::new(rx),
+            backlog,
             task,
         })
     }
@@ -914,7 +916,7 @@ async fn accept_loop(
     ctx: std::sync::Weak<ContextInner>,
     listener: &mut dyn TransportListener,
     name: String,
-    tx: mpsc::UnboundedSender<Connection>,
+    tx: Arc<Backlog>,
 ) {
     let pending = Arc::new(AtomicU64::new(0));
     let alive = Arc::new(AtomicU64::new(0));
@@ -961,7 +963,7 @@ async fn accept_loop(
                     conn.start(link, Status::Hosting, &ctx.inner.rt);
                     ctx.add_link(&conn);
                     ctx.announce(&conn);
-                    let _ = tx.send(conn);
+                    tx.push(conn);
                 }
                 Err(e) => tracing::info!(address = %name, error = %e, "refused a peer"),
             }
@@ -988,8 +990,41 @@ async fn accept_loop(
 pub struct Listener {
     local: Endpoint,
     address: Address,
-    incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Connection>>,
+    backlog: Arc<Backlog>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Connections a listener accepted and [`Listener::accept_async`] has not handed out
+/// yet. Only alive ones are kept (closed ones are dropped whenever one is added), so a
+/// listener nobody calls `accept` on holds at most `max_connections` of them.
+#[derive(Default)]
+struct Backlog {
+    queue: Mutex<std::collections::VecDeque<Connection>>,
+    added: tokio::sync::Notify,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("len", &self.queue.lock().len())
+            .finish()
+    }
+}
+
+impl Backlog {
+    fn push(&self, conn: Connection) {
+        let mut q = self.queue.lock();
+        q.retain(Connection::is_alive);
+        q.push_back(conn);
+        drop(q);
+        self.added.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.added.notify_waiters();
+    }
 }
 
 impl Listener {
@@ -1005,12 +1040,24 @@ impl Listener {
 
     /// The next connection that completed its handshake (async).
     pub async fn accept_async(&self, timeout: Duration) -> Result<Connection> {
-        let mut rx = self.incoming.lock().await;
-        match tokio::time::timeout(timeout, rx.recv()).await {
-            Err(_) => Err(Error::Timeout(timeout)),
-            Ok(None) => Err(Error::Closed("listener")),
-            Ok(Some(c)) => Ok(c),
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let added = self.backlog.added.notified();
+            if let Some(c) = self.backlog.queue.lock().pop_front() {
+                return Ok(c);
+            }
+            if self.backlog.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed("listener"));
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Err(Error::Timeout(timeout));
+            }
         }
+    }
+
+    /// Accepted connections not yet handed out by `accept` (alive ones only).
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.queue.lock().len()
     }
 
     /// Stop accepting (existing connections stay).
