@@ -108,6 +108,8 @@ struct ReplyState {
     first_sent: Instant,
     next_send: Mutex<Instant>,
     auto_cancel: Mutex<Duration>,
+    /// Sent straight to a known replier (direct mode), without a pre-request.
+    direct: bool,
     callbacks: Mutex<Vec<DoneCallback>>,
     done: Notify,
     channel: Weak<ReqShared>,
@@ -348,6 +350,10 @@ struct ReqShared {
     counter: AtomicU64,
     items: Mutex<HashMap<u64, Reply>>,
     default_timeout: Mutex<Duration>,
+    /// Direct mode: requests go straight to `last_replier` when there is one.
+    direct: AtomicBool,
+    /// The replier that sent the latest reply (0: none yet, or it stopped answering).
+    last_replier: AtomicU64,
     inbox: Arc<Inbox>,
     wake: Arc<Wake>,
     closed: AtomicBool,
@@ -368,6 +374,34 @@ impl ReqShared {
         let items: Vec<Reply> = self.items.lock().values().cloned().collect();
         for r in items {
             let waiting = matches!(*r.state.status.lock(), Status::Waiting);
+            if r.state.direct && !waiting && now > r.state.first_sent + *r.state.auto_cancel.lock()
+            {
+                // A direct request without an answer: that replier may be gone. Fail
+                // it, and let the next calls find a replier with pre-requests again.
+                let unanswered = {
+                    let mut st = r.state.status.lock();
+                    let running = matches!(*st, Status::Running);
+                    if running {
+                        *st = Status::Failed(format!(
+                            "no reply from replier {:016x} within {:?} (direct mode)",
+                            r.replier(),
+                            *r.state.auto_cancel.lock()
+                        ));
+                    }
+                    running
+                };
+                if unanswered {
+                    let _ = self.last_replier.compare_exchange(
+                        r.replier(),
+                        0,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    self.items.lock().remove(&r.state.id);
+                    r.finish();
+                    continue;
+                }
+            }
             if !waiting {
                 if r.cancelled() {
                     self.items.lock().remove(&r.state.id);
@@ -418,6 +452,7 @@ impl ReqShared {
             let Some(r) = self.items.lock().remove(&p.dest_seq) else {
                 return;
             };
+            self.last_replier.store(p.source_id, Ordering::Relaxed);
             let outcome = match Object::decode(p.payload) {
                 Ok(Value::Tuple(t)) if is_error(&t) => {
                     Status::Failed(t.get(1).map(value_text).unwrap_or_default())
@@ -479,6 +514,8 @@ impl ReqChannel {
             counter: AtomicU64::new(0),
             items: Mutex::new(HashMap::new()),
             default_timeout: Mutex::new(DEFAULT_REQUEST_TIMEOUT),
+            direct: AtomicBool::new(false),
+            last_replier: AtomicU64::new(0),
             inbox,
             wake,
             closed: AtomicBool::new(false),
@@ -492,6 +529,32 @@ impl ReqChannel {
     /// Set the auto-cancel time-out of requests made from now on (default 10 s).
     pub fn set_default_timeout(&self, timeout: Duration) {
         *self.shared.default_timeout.lock() = timeout;
+    }
+
+    /// Direct mode (off by default): once a replier has answered, send the next
+    /// requests straight to it, without the pre-request round trip (`req?`/`req!`):
+    /// one round trip per call instead of two. Repliers serve such requests (the
+    /// Python reference's too), so the wire stays compatible; what is given up is the
+    /// load balancing over several repliers, and a request to a replier that has gone
+    /// fails after the auto-cancel time-out (the next call looks for a replier again).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_channels::{RepChannel, ReqChannel, Value};
+    /// let (a, b) = (yoton_core::Context::new().unwrap(), yoton_core::Context::new().unwrap());
+    /// let req = ReqChannel::new(&a, "direct-doc").unwrap();
+    /// let _rep = RepChannel::new(&b, "direct-doc").unwrap();
+    /// a.bind("inproc://direct-doc").unwrap();
+    /// b.connect("inproc://direct-doc", Duration::from_secs(1)).unwrap();
+    /// req.set_direct(true);
+    /// let first = req.call("echo", ("a",)).unwrap(); // finds the replier
+    /// assert_eq!(first.result(Duration::from_secs(5)).unwrap(), Value::Str("a".into()));
+    /// let second = req.call("echo", ("b",)).unwrap(); // goes straight to it
+    /// assert_eq!(second.result(Duration::from_secs(5)).unwrap(), Value::Str("b".into()));
+    /// assert_eq!(second.replier(), b.id());
+    /// ```
+    pub fn set_direct(&self, on: bool) {
+        self.shared.direct.store(on, Ordering::Relaxed);
     }
 
     /// Call `method` with positional arguments: a tuple such as `(1, "a")`, a `Vec`,
@@ -541,6 +604,11 @@ impl ReqChannel {
 
     fn request(&self, request: Bytes) -> Reply {
         let id = self.shared.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let direct_to = if self.shared.direct.load(Ordering::Relaxed) {
+            self.shared.last_replier.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         let now = Instant::now();
         let reply = Reply {
             state: Arc::new(ReplyState {
@@ -551,13 +619,23 @@ impl ReqChannel {
                 first_sent: now,
                 next_send: Mutex::new(now + RESEND_INTERVAL),
                 auto_cancel: Mutex::new(*self.shared.default_timeout.lock()),
+                direct: direct_to != 0,
                 callbacks: Mutex::new(Vec::new()),
                 done: Notify::new(),
                 channel: Arc::downgrade(&self.shared),
             }),
         };
         self.shared.items.lock().insert(id, reply.clone());
-        self.shared.send_control("req?", 0, id);
+        if direct_to == 0 {
+            self.shared.send_control("req?", 0, id);
+        } else {
+            *reply.state.status.lock() = Status::Running;
+            reply.state.replier.store(direct_to, Ordering::Relaxed);
+            let p = Package::new(self.shared.slot, reply.state.request.clone()).to(direct_to, id);
+            if let Err(e) = self.shared.ctx.send_now(p) {
+                tracing::debug!(channel = %self.shared.name, error = %e, "could not send request");
+            }
+        }
         reply
     }
 

@@ -433,6 +433,23 @@ async fn objects_python_to_rust() {
 
 // ------------------------------------------------------------------ req/rep
 
+/// Direct mode against the Python reference: after the first call, requests go to
+/// the Python replier without a pre-request, and it serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqrep_direct_mode_to_a_python_replier() {
+    let rust = ctx();
+    let req = ReqChannel::new(&rust, "calc").unwrap();
+    req.set_direct(true);
+    let (mut py, ready, _conn) = rust_connects(&rust, "rep").await;
+    py.ok(&["rep", "calc", "thread"]).await;
+    for i in 0..20i64 {
+        let r = req.call("add", (i, 1)).unwrap();
+        assert_eq!(outcome(r.clone()).await.unwrap(), Value::Int(i + 1));
+        assert_eq!(r.replier(), ready.id);
+        assert_eq!(py.expect("called").await["method"].as_str(), Some("add"));
+    }
+}
+
 /// A Rust requester calls a Python `RepChannel` (Python binds): positional and
 /// keyword arguments, the built-in echo, a method that raises, one that does not
 /// exist.

@@ -231,3 +231,41 @@ fn event_mode_runs_in_the_event_loop() {
     assert!(r.result(Duration::from_millis(1)).is_ok());
     assert_eq!(rep.handled(), 1);
 }
+
+#[test]
+fn direct_mode_sticks_to_one_replier_and_finds_another_when_it_is_gone() {
+    let (hub, addr) = hub();
+    let req = ReqChannel::new(&hub, "direct").unwrap();
+    req.set_direct(true);
+    req.set_default_timeout(Duration::from_millis(600));
+    let repliers: Vec<_> = (0..2)
+        .map(|k| {
+            let c = ctx();
+            let rep = RepChannel::new(&c, "direct").unwrap();
+            rep.handle("who", move |(): ()| Ok::<_, String>(k as i64));
+            rep.set_mode(RepMode::Task);
+            c.connect(&addr, WAIT).unwrap();
+            (c, rep)
+        })
+        .collect();
+    wait_for("2 repliers", || hub.connection_count() == 2);
+    let first = req.call("who", ()).unwrap();
+    let k: i64 = first.result_as(WAIT).unwrap();
+    let chosen = first.replier();
+    for _ in 0..30 {
+        let r = req.call("who", ()).unwrap();
+        assert_eq!(r.result_as::<i64>(WAIT).unwrap(), k);
+        assert_eq!(r.replier(), chosen, "direct mode went to another replier");
+    }
+    // The chosen replier goes away: the next direct call fails after the time-out...
+    let (gone, _rep) = &repliers[k as usize];
+    gone.close();
+    wait_for("the replier to leave", || hub.connection_count() == 1);
+    let r = req.call("who", ()).unwrap();
+    let err = r.result(WAIT).unwrap_err().to_string();
+    assert!(err.contains("direct mode"), "{err}");
+    // ... and the one after finds the other replier.
+    let r = req.call("who", ()).unwrap();
+    assert_eq!(r.result_as::<i64>(WAIT).unwrap(), 1 - k);
+    assert_ne!(r.replier(), chosen);
+}
