@@ -238,8 +238,14 @@ enum Shape {
     Duplex,
     /// Pub/sub (or floor) ping-pong.
     PingPong,
+    /// Pub/sub ping-pong with the async API on a current-thread runtime.
+    PingPongAsync,
     /// Request/reply.
     ReqRep,
+    /// Request/reply with the async API on a current-thread runtime.
+    ReqRepAsync,
+    /// The same in the requester's direct mode (one round trip per call).
+    ReqRepDirect,
     /// Ping-pong through relays.
     ChainPing(usize),
     /// One way through relays.
@@ -322,10 +328,10 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
         });
     }
     if want("W3") {
-        v.push(Measurement {
+        let latency = |what: &str, shape: Shape, target: Option<f64>| Measurement {
             workload: "W3",
-            what: format!("req/rep 64 B x {} (vs floor ping-pong)", grouped(p.w3)),
-            shape: ReqRep,
+            what: what.to_owned(),
+            shape,
             floor: PingPong,
             count: p.w3,
             size: 64,
@@ -334,30 +340,38 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
                     "p50",
                     "round trip p50",
                     Micros,
-                    Some(Target::RatioAtMost(2.3)),
+                    target.map(Target::RatioAtMost),
                 ),
                 metric("p99", "round trip p99", Micros, None),
             ],
             python: false,
-        });
-        v.push(Measurement {
-            workload: "W3",
-            what: format!("pub/sub ping-pong 64 B x {}", grouped(p.w3)),
-            shape: PingPong,
-            floor: PingPong,
-            count: p.w3,
-            size: 64,
-            metrics: vec![
-                metric(
-                    "p50",
-                    "round trip p50",
-                    Micros,
-                    Some(Target::RatioAtMost(1.2)),
-                ),
-                metric("p99", "round trip p99", Micros, None),
-            ],
-            python: false,
-        });
+        };
+        let n = grouped(p.w3);
+        v.push(latency(
+            &format!("req/rep 64 B x {n} (vs floor ping-pong)"),
+            ReqRep,
+            Some(2.3),
+        ));
+        v.push(latency(
+            &format!("req/rep 64 B x {n}, async API (vs floor ping-pong)"),
+            ReqRepAsync,
+            Some(2.3),
+        ));
+        v.push(latency(
+            &format!("req/rep 64 B x {n}, async API, direct mode (vs floor ping-pong)"),
+            ReqRepDirect,
+            None,
+        ));
+        v.push(latency(
+            &format!("pub/sub ping-pong 64 B x {n}"),
+            PingPong,
+            Some(1.2),
+        ));
+        v.push(latency(
+            &format!("pub/sub ping-pong 64 B x {n}, async API"),
+            PingPongAsync,
+            Some(1.2),
+        ));
     }
     if want("W4") {
         v.push(Measurement {
@@ -554,6 +568,21 @@ fn topology(shape: Shape, count: u64, size: usize, p: &Params, floor: bool) -> V
             req.spec.warmup = p.warmup;
             vec![n("replier", "rep").bind(), req]
         }
+        Shape::PingPongAsync => {
+            let mut pinger = n("pinger", "ping-async").to(0).drives();
+            pinger.spec.warmup = p.warmup;
+            vec![n("echo", "echo-async").bind(), pinger]
+        }
+        Shape::ReqRepAsync | Shape::ReqRepDirect => {
+            let role = if shape == Shape::ReqRepDirect {
+                "req-direct-async"
+            } else {
+                "req-async"
+            };
+            let mut req = n("requester", role).to(0).drives();
+            req.spec.warmup = p.warmup;
+            vec![n("replier", "rep-async").bind(), req]
+        }
         Shape::ChainPing(relays) | Shape::ChainFlow(relays) => {
             let ping = matches!(shape, Shape::ChainPing(_));
             let mut v = Vec::new();
@@ -663,7 +692,12 @@ fn evaluate(
             .ok_or_else(|| format!("no result from {}", nodes[i].name))
     };
     match shape {
-        Shape::PingPong | Shape::ReqRep | Shape::ChainPing(_) => {
+        Shape::PingPong
+        | Shape::PingPongAsync
+        | Shape::ReqRep
+        | Shape::ReqRepAsync
+        | Shape::ReqRepDirect
+        | Shape::ChainPing(_) => {
             let i = nodes.iter().position(|n| n.drives).ok_or("no driver")?;
             let r = get(i)?;
             v.insert("p50", num(r, "p50_us"));

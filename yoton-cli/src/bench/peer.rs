@@ -30,6 +30,11 @@ pub fn run(spec: &Spec) -> R<()> {
         "ping" => ping(spec),
         "rep" => rep(spec),
         "req" => req(spec),
+        "echo-async" => on_current_thread(echo_async(spec)),
+        "ping-async" => on_current_thread(ping_async(spec)),
+        "rep-async" => on_current_thread(rep_async(spec)),
+        "req-async" => on_current_thread(req_async(spec, false)),
+        "req-direct-async" => on_current_thread(req_async(spec, true)),
         "relay" => relay(spec),
         "idle-server" => idle_server(spec),
         "idle-clients" => idle_clients(spec),
@@ -93,22 +98,27 @@ struct Joined {
 }
 
 fn join(spec: &Spec, ctx: Context, fingerprint: Option<String>) -> R<Joined> {
+    ctx.clone()
+        .block_on("join", join_async(spec, ctx, fingerprint))?
+}
+
+async fn join_async(spec: &Spec, ctx: Context, fingerprint: Option<String>) -> R<Joined> {
     let scheme = spec.transport.as_str();
     let any = format!("{scheme}://127.0.0.1:0");
     let mut conns = Vec::new();
     let mut listener = None;
     let mut addr = None;
     if spec.listen {
-        let l = ctx.listen(&any)?;
+        let l = ctx.listen_async(&any).await?;
         addr = Some(format!("{scheme}://127.0.0.1:{}", l.local().port));
         listener = Some(l);
     } else if spec.bind {
-        let c = ctx.bind(&any)?;
+        let c = ctx.bind_async(&any).await?;
         addr = Some(format!("{scheme}://127.0.0.1:{}", c.local().port));
         conns.push(c);
     }
     if let Some(up) = &spec.connect {
-        conns.push(ctx.connect(up, CONNECT)?);
+        conns.push(ctx.connect_async(up, CONNECT).await?);
     }
     child::ready(addr.clone(), addr.and(fingerprint));
     Ok(Joined {
@@ -482,4 +492,152 @@ fn idle_clients(spec: &Spec) -> R<()> {
     child::ready(None, None);
     let _keep = (contexts, conns, rt);
     child::wait_quit_and_exit()
+}
+
+// ------------------------------------------------------------------ async API
+
+/// Run an async role on a current-thread tokio runtime in this thread (the floor's
+/// set-up): the context's reader and writer tasks and the role share the one thread,
+/// so a message needs no hand-off between threads. Then wait for the coordinator.
+fn on_current_thread(role: impl std::future::Future<Output = R<()>>) -> R<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(role)?;
+    child::wait_quit_and_exit()
+}
+
+/// [`wait_peers`] without blocking the runtime's thread.
+async fn wait_peers_async(ctx: &Context, n: usize, within: Duration) -> R<()> {
+    let t0 = Instant::now();
+    while ctx
+        .connections()
+        .iter()
+        .filter(|c| c.is_connected())
+        .count()
+        < n
+    {
+        if t0.elapsed() > within || child::quit() {
+            return Err(format!("fewer than {n} peers connected within {within:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// The coordinator's `go`, waited for off the runtime's thread.
+async fn wait_go_async() -> R<()> {
+    tokio::task::spawn_blocking(|| child::wait_go().map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| e.to_string())??;
+    Ok(())
+}
+
+/// [`echo`] with the async API.
+async fn echo_async(spec: &Spec) -> R<()> {
+    let (ctx, fp) = context(spec)?;
+    let inn = SubChannel::<Binary>::new(&ctx, "ping")?;
+    let out = PubChannel::<Binary>::new(&ctx, "pong")?;
+    let _j = join_async(spec, ctx, fp).await?;
+    while !child::quit() {
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(100), inn.recv_async()).await {
+            out.send_async(m?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// [`ping`] with the async API.
+async fn ping_async(spec: &Spec) -> R<()> {
+    let (ctx, fp) = context(spec)?;
+    let out = PubChannel::<Binary>::new(&ctx, "ping")?;
+    let inn = SubChannel::<Binary>::new(&ctx, "pong")?;
+    let j = join_async(spec, ctx, fp).await?;
+    wait_go_async().await?;
+    wait_peers_async(&j.ctx, 1, Duration::from_secs(60)).await?;
+    let mut payloads = Payloads::new(spec.size);
+    let pong = |within| tokio::time::timeout(within, inn.recv_async());
+    // The path may take a moment to be complete: ping until a pong comes.
+    let t0 = Instant::now();
+    let mut seq = 0u64;
+    loop {
+        out.send_async(payloads.get(seq)).await?;
+        seq += 1;
+        if pong(Duration::from_millis(200)).await.is_ok() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err("no pong within 30 s".into());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = inn.recv_all();
+    let mut rtts = Vec::with_capacity(spec.count as usize);
+    for i in 0..spec.warmup + spec.count {
+        let s = seq + i;
+        let t = Instant::now();
+        out.send_async(payloads.get(s)).await?;
+        loop {
+            match pong(Duration::from_secs(5)).await {
+                Ok(m) => {
+                    if seq_of(&m?) == Some(s) {
+                        break;
+                    }
+                }
+                Err(_) => return Err(format!("no pong for ping {i} within 5 s").into()),
+            }
+        }
+        if i >= spec.warmup {
+            rtts.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    child::result(child::latency_stats(rtts));
+    Ok(())
+}
+
+/// [`rep`] on the current-thread runtime (the handler runs on it: RepMode::Task).
+async fn rep_async(spec: &Spec) -> R<()> {
+    let (ctx, fp) = context(spec)?;
+    let rep = RepChannel::new(&ctx, "bench")?;
+    rep.register("echo", |r| {
+        Ok(r.args.into_iter().next().unwrap_or(Value::None))
+    });
+    rep.set_mode(RepMode::Task);
+    let _j = join_async(spec, ctx, fp).await?;
+    while !child::quit() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// [`req`] with the async API (each reply awaited); `direct`: in direct mode (one
+/// round trip per call once the replier is known).
+async fn req_async(spec: &Spec, direct: bool) -> R<()> {
+    let (ctx, fp) = context(spec)?;
+    let req = ReqChannel::new(&ctx, "bench")?;
+    req.set_direct(direct);
+    let j = join_async(spec, ctx, fp).await?;
+    wait_go_async().await?;
+    wait_peers_async(&j.ctx, 1, Duration::from_secs(60)).await?;
+    let arg = "x".repeat(spec.size);
+    let call = |within| -> R<_> { Ok(tokio::time::timeout(within, req.call("echo", &arg)?)) };
+    call(Duration::from_secs(30))?
+        .await
+        .map_err(|_| "no first reply")??;
+    let mut rtts = Vec::with_capacity(spec.count as usize);
+    for i in 0..spec.warmup + spec.count {
+        let t = Instant::now();
+        let v = call(Duration::from_secs(10))?
+            .await
+            .map_err(|_| "no reply")??;
+        let e = t.elapsed().as_nanos() as u64;
+        if !matches!(&v, Value::Str(s) if s.len() == spec.size) {
+            return Err(format!("bad echo: {v:?}").into());
+        }
+        if i >= spec.warmup {
+            rtts.push(e);
+        }
+    }
+    child::result(child::latency_stats(rtts));
+    Ok(())
 }
