@@ -141,7 +141,7 @@ async fn a_subscriber_that_never_reads_costs_the_publisher_bounded_memory() {
                 "{:>4.1}s sent {:>6} MiB, VmRSS {rss} KiB, dead peer: queued {} KiB, \
                  discarded {}",
                 t0.elapsed().as_secs_f64(),
-                sent * PAYLOAD as u64 >> 20,
+                (sent * PAYLOAD as u64) >> 20,
                 dead.queued_bytes() >> 10,
                 dead.discarded()
             ));
@@ -156,7 +156,7 @@ async fn a_subscriber_that_never_reads_costs_the_publisher_bounded_memory() {
         "never-reading subscriber: {sent} packages of {PAYLOAD} B ({} MiB) in {:?}; \
          discarded for it: {} (context total {}); well-behaved subscriber got {}; \
          VmRSS after 1 s {rss_start} KiB, at the end {rss_end} KiB",
-        sent * PAYLOAD as u64 >> 20,
+        (sent * PAYLOAD as u64) >> 20,
         t0.elapsed(),
         dead.discarded(),
         hub.discarded(),
