@@ -540,17 +540,19 @@ impl ReqChannel {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use yoton_channels::{RepChannel, ReqChannel, Value};
+    /// use yoton_channels::{RepChannel, RepMode, ReqChannel};
     /// let (a, b) = (yoton_core::Context::new().unwrap(), yoton_core::Context::new().unwrap());
     /// let req = ReqChannel::new(&a, "direct-doc").unwrap();
-    /// let _rep = RepChannel::new(&b, "direct-doc").unwrap();
+    /// let rep = RepChannel::new(&b, "direct-doc").unwrap();
+    /// rep.handle("twice", |(x,): (i64,)| Ok::<_, String>(2 * x));
+    /// rep.set_mode(RepMode::Task);
     /// a.bind("inproc://direct-doc").unwrap();
     /// b.connect("inproc://direct-doc", Duration::from_secs(1)).unwrap();
     /// req.set_direct(true);
-    /// let first = req.call("echo", ("a",)).unwrap(); // finds the replier
-    /// assert_eq!(first.result(Duration::from_secs(5)).unwrap(), Value::Str("a".into()));
-    /// let second = req.call("echo", ("b",)).unwrap(); // goes straight to it
-    /// assert_eq!(second.result(Duration::from_secs(5)).unwrap(), Value::Str("b".into()));
+    /// let first = req.call("twice", (1,)).unwrap(); // finds the replier
+    /// assert_eq!(first.result_as::<i64>(Duration::from_secs(5)).unwrap(), 2);
+    /// let second = req.call("twice", (2,)).unwrap(); // goes straight to it
+    /// assert_eq!(second.result_as::<i64>(Duration::from_secs(5)).unwrap(), 4);
     /// assert_eq!(second.replier(), b.id());
     /// ```
     pub fn set_direct(&self, on: bool) {
