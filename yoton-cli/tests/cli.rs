@@ -115,11 +115,16 @@ impl Proc {
         self.out.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Wait (bounded) for a line of stderr or stdout that `pick` accepts.
+    /// Wait (bounded) for a complete line of stderr or stdout that `pick` accepts (a
+    /// line still being written is not looked at: it may arrive in pieces).
     fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        let complete = |s: String| match s.rfind('\n') {
+            Some(i) => s[..i].to_owned(),
+            None => String::new(),
+        };
         let t0 = Instant::now();
         loop {
-            let text = format!("{}\n{}", self.stderr(), self.stdout());
+            let text = format!("{}\n{}", complete(self.stderr()), complete(self.stdout()));
             if let Some(v) = text.lines().find_map(&pick) {
                 return v;
             }

@@ -578,17 +578,15 @@ impl Connection {
 
     /// Say goodbye, flush (up to 1 s) and close (async).
     pub async fn close_async(&self, reason: &str) {
-        let was = self.status();
-        if matches!(was, Status::Closing | Status::Closed) {
+        let Some(was) = self.begin_closing() else {
             return;
-        }
+        };
         self.shared.closed_by_user.store(true, Ordering::Release);
         let reason = if reason.is_empty() {
             STOP_DEFAULT_REASON
         } else {
             reason
         };
-        self.shared.status.send_replace(Status::Closing);
         self.detach();
         if matches!(was, Status::Hosting | Status::Connected) {
             let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT;
@@ -626,18 +624,31 @@ impl Connection {
 
     /// Close at once without a goodbye (the link failed).
     pub(crate) fn close_on_problem(&self, reason: &str) {
-        if self.status() == Status::Closed {
+        if self.begin_closing().is_none() {
+            if self.status() == Status::Closing {
+                // A close in progress emits the event; just stop its flush.
+                self.shared.queue.lock().sealed = true;
+                self.shared.progress.notify_waiters();
+            }
             return;
         }
-        if self.status() == Status::Closing {
-            // A close in progress emits the event; just stop its flush.
-            self.shared.queue.lock().sealed = true;
-            self.shared.progress.notify_waiters();
-            return;
-        }
-        self.shared.status.send_replace(Status::Closing);
         self.detach();
         self.finish(reason);
+    }
+
+    /// Move to `Closing` unless already closing or closed, in one step (the reader,
+    /// the writer and the user may all try at once); the status before, when moved.
+    fn begin_closing(&self) -> Option<Status> {
+        let mut was = None;
+        self.shared.status.send_if_modified(|s| {
+            if matches!(*s, Status::Closing | Status::Closed) {
+                return false;
+            }
+            was = Some(*s);
+            *s = Status::Closing;
+            true
+        });
+        was
     }
 
     /// Leave the router (no new packages are routed here).
@@ -699,7 +710,17 @@ impl Connection {
         // The event first: whoever waited for the status and subscribes afterwards
         // must not receive this (already past) event.
         self.emit(ConnectionEvent::Connected);
-        self.shared.status.send_replace(status);
+        // Only if nothing closed it meanwhile: the reader may already have seen the
+        // peer's goodbye (a peer that connects and closes at once), and a closed
+        // connection must never come back to life.
+        self.shared.status.send_if_modified(|s| {
+            if matches!(*s, Status::Closing | Status::Closed) {
+                false
+            } else {
+                *s = status;
+                true
+            }
+        });
     }
 }
 
