@@ -23,6 +23,24 @@ fn count_dir(path: &str) -> usize {
         .count()
 }
 
+/// The names of this process's threads, counted ("yoton x3, tokio-runtime-worker x2").
+fn thread_names() -> String {
+    let mut names = std::collections::BTreeMap::<String, usize>::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        *names.entry(name.trim().to_owned()).or_default() += 1;
+    }
+    names
+        .iter()
+        .map(|(n, k)| format!("{n} x{k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// (file descriptors, threads, VmRSS in KiB) of this process.
 fn sample() -> (usize, usize, u64) {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -151,6 +169,7 @@ fn soak_mixed_traffic_keeps_descriptors_threads_and_memory_flat() {
     let (fd, th, rss) = sample();
     samples.push((t0.elapsed(), fd, th, rss));
 
+    println!("threads at the end: {}", thread_names());
     println!("   time   fds  threads   VmRSS KiB");
     for (t, fd, th, rss) in &samples {
         println!("{:>6.1}s {fd:>5} {th:>8} {rss:>11}", t.as_secs_f64());
@@ -191,8 +210,11 @@ fn soak_mixed_traffic_keeps_descriptors_threads_and_memory_flat() {
         "fds grew from {} to {fd_max}",
         warm.1
     );
+    // The replier runs its plain handlers on tokio's blocking pool, whose idle threads
+    // live 10 s: a few more under load are normal; a leak per cycle (a runtime per
+    // churned context) would add hundreds.
     assert!(
-        th_max <= warm.2 as u64 + 2,
+        th_max <= warm.2 as u64 + 8,
         "threads grew from {} to {th_max}",
         warm.2
     );
