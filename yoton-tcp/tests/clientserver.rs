@@ -4,20 +4,18 @@
 //! venv made by `scripts/python-venv.sh`; those tests FAIL, never skip, when it cannot
 //! be had). Every wait is bounded; Python children are killed when their guard drops.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use yoton_tcp::clientserver::{
     do_request, do_request_async, ClientServerError, RequestServer, ServerHandle,
 };
+use yoton_testkit::child::LineChild;
+use yoton_testkit::python;
 
 const WAIT: Duration = Duration::from_secs(5);
 /// Upper bound of every wait on the Python side (its start-up included).
@@ -565,151 +563,24 @@ async fn ordinary_line_client_against_the_request_server() {
 
 // ------------------------------------------------------- against the Python reference
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("yoton-tcp has a parent directory")
-        .to_path_buf()
+/// Start `python/clientserver_peer.py ARGS...`: its JSON lines read with waits
+/// bounded by [`PY_WAIT`], its stderr kept for diagnostics. Killed (SIGKILL) when
+/// dropped.
+fn peer(args: &[&str]) -> LineChild {
+    python::spawn("clientserver_peer.py", args, PY_WAIT)
 }
 
-/// The venv's python (created once per test binary, cached on disk by the script).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = repo_root().join("scripts/python-venv.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "\n\n*** PYTHON INTEROP: cannot run `bash {}`: {e} ***\n\
-                     These tests need Python 3 and the Yoton reference (pyzo); they never skip.\n",
-                    script.display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let py = stdout.lines().last().unwrap_or_default().to_string();
-        if !out.status.success() || py.is_empty() || !std::path::Path::new(&py).exists() {
-            panic!(
-                "\n\n*** PYTHON INTEROP: `bash {}` failed ({}) ***\n\
-                 These tests need Python 3 and the Yoton reference (pyzo==4.22.0); they never skip.\n\
-                 stdout: {stdout}\nstderr: {}\n",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        py
-    })
-}
-
-/// A running `python/clientserver_peer.py`: JSON lines from its stdout, stderr kept
-/// for diagnostics. Killed (SIGKILL) when dropped.
-struct Peer {
-    child: Child,
-    args: Vec<String>,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Peer {
-    fn spawn(args: &[&str]) -> Peer {
-        let root = repo_root();
-        let mut child = Command::new(python())
-            .arg(root.join("python/clientserver_peer.py"))
-            .args(args)
-            .current_dir(&root)
-            // argv and stdio as UTF-8 whatever the locale
-            .env("PYTHONUTF8", "1")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {} clientserver_peer.py: {e}", python()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut err = child.stderr.take().expect("stderr is piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        Peer {
-            child,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            lines: BufReader::new(stdout).lines(),
-            stderr,
-        }
-    }
-
-    /// Panic with the peer's command line and stderr.
-    fn fail(&self, what: &str) -> ! {
-        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
-        panic!(
-            "python peer {:?}: {what}\n--- python stderr ---\n{stderr}---------------------",
-            self.args
-        )
-    }
-
-    /// The next line, which must be the JSON event `event` (bounded wait).
-    async fn expect(&mut self, event: &str) -> Value {
-        let v: Value = match tokio::time::timeout(PY_WAIT, self.lines.next_line()).await {
-            Err(_) => self.fail(&format!("no line within {PY_WAIT:?}")),
-            Ok(Err(e)) => self.fail(&format!("reading stdout: {e}")),
-            Ok(Ok(None)) => {
-                // Give the stderr reader a moment to collect the last words.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let status = self.child.try_wait().ok().flatten();
-                self.fail(&format!("stdout ended (exit status {status:?})"))
-            }
-            Ok(Ok(Some(line))) => serde_json::from_str(&line)
-                .unwrap_or_else(|e| self.fail(&format!("not JSON ({e}): {line:?}"))),
-        };
-        if v["event"] != event {
-            self.fail(&format!("expected a {event:?} event, got {v}"));
-        }
-        v
-    }
-
-    /// Wait (bounded) for a clean exit.
-    async fn expect_clean_exit(&mut self) {
-        match tokio::time::timeout(PY_WAIT, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => self.fail(&format!("exited with {status}")),
-            Ok(Err(e)) => self.fail(&format!("wait: {e}")),
-            Err(_) => self.fail(&format!("did not exit within {PY_WAIT:?}")),
-        }
-    }
-
-    /// `serve`: the port from the ready line.
-    async fn ready_port(&mut self) -> u16 {
-        let v = self.expect("ready").await;
-        let port = v["port"].as_u64().expect("ready.port is a number");
-        u16::try_from(port).expect("a port fits in u16")
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SIGKILL; tokio reaps it (kill_on_drop is set as well).
-        let _ = self.child.start_kill();
-    }
+/// `serve`: the port from the ready line.
+async fn ready_port(py: &mut LineChild) -> u16 {
+    let v = py.expect("ready").await;
+    let port = v["port"].as_u64().expect("ready.port is a number");
+    u16::try_from(port).expect("a port fits in u16")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_do_request_against_python_request_server() {
-    let mut py = Peer::spawn(&["serve", "127.0.0.1:0"]);
-    let port = py.ready_port().await;
+    let mut py = peer(&["serve", "127.0.0.1:0"]);
+    let port = ready_port(&mut py).await;
     let address = format!("127.0.0.1:{port}");
     for text in ["hello", NON_ASCII, ""] {
         let reply = do_request_async(&address, text, WAIT).await.unwrap();
@@ -734,11 +605,11 @@ async fn python_do_request_against_rust_request_server() {
         .unwrap();
     let address = format!("127.0.0.1:{}", handle.local().port);
     for text in ["hello", NON_ASCII] {
-        let mut py = Peer::spawn(&["request", &address, text]);
+        let mut py = peer(&["request", &address, text]);
         let v = py.expect("reply").await;
         // The reference's do_request keeps the terminating CRLF.
         assert_eq!(v["reply"], format!("{}\r\n", text.to_uppercase()));
-        py.expect_clean_exit().await;
+        py.expect_success().await;
     }
     handle.stop();
 }
@@ -754,15 +625,15 @@ async fn python_do_request_against_async_concurrent_rust_server() {
     .start()
     .unwrap();
     let address = format!("127.0.0.1:{}", handle.local().port);
-    let mut a = Peer::spawn(&["request", &address, "one"]);
-    let mut b = Peer::spawn(&["request", &address, NON_ASCII]);
+    let mut a = peer(&["request", &address, "one"]);
+    let mut b = peer(&["request", &address, NON_ASCII]);
     assert_eq!(a.expect("reply").await["reply"], "async:one\r\n");
     assert_eq!(
         b.expect("reply").await["reply"],
         format!("async:{NON_ASCII}\r\n")
     );
-    a.expect_clean_exit().await;
-    b.expect_clean_exit().await;
+    a.expect_success().await;
+    b.expect_success().await;
     handle.stop();
 }
 
@@ -780,16 +651,16 @@ async fn python_do_request_time_out_against_rust_server() {
     .start()
     .unwrap();
     let address = format!("127.0.0.1:{}", handle.local().port);
-    let mut py = Peer::spawn(&["request", &address, "slow", "--timeout", "0.5"]);
+    let mut py = peer(&["request", &address, "slow", "--timeout", "0.5"]);
     assert_eq!(py.expect("reply").await["reply"], "");
-    py.expect_clean_exit().await;
+    py.expect_success().await;
     handle.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_do_request_refused() {
     let address = format!("127.0.0.1:{}", free_port());
-    let mut py = Peer::spawn(&["request", &address, "hi"]);
+    let mut py = peer(&["request", &address, "hi"]);
     let v = py.expect("error").await;
     assert_eq!(
         v["error"],

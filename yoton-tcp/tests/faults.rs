@@ -181,7 +181,7 @@ async fn a_thousand_connect_close_cycles_leak_no_descriptors_or_threads() {
         cycle(i).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (fd0, th0, rss0) = (fds(), threads(), rss_kib());
+    let (fd0, th0, rss0) = sample();
     let t0 = Instant::now();
     let (mut fd_max, mut th_max) = (fd0, th0);
     for i in 0..1000 {
@@ -193,7 +193,7 @@ async fn a_thousand_connect_close_cycles_leak_no_descriptors_or_threads() {
     }
     let took = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (fd1, th1, rss1) = (fds(), threads(), rss_kib());
+    let (fd1, th1, rss1) = sample();
     println!(
         "1000 connect/close cycles in {took:?}: fds {fd0} -> {fd1} (max {fd_max}), \
          threads {th0} -> {th1} (max {th_max}), VmRSS {rss0} -> {rss1} KiB; \

@@ -602,30 +602,6 @@ async fn a_wrong_secret_is_refused_and_the_host_keeps_waiting() {
     exchange(&right, &hub, "authenticated-listen").await;
 }
 
-/// The venv python with the Yoton reference (made by scripts/python-venv.sh).
-fn reference_python() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = std::process::Command::new("bash")
-        .arg(root.join("scripts/python-venv.sh"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("bash scripts/python-venv.sh");
-    let py = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        out.status.success() && std::path::Path::new(&py).exists(),
-        "the Python reference is needed (this test never skips): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    py
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_reference_cannot_connect_to_a_host_with_a_secret() {
     let _serial = SERIAL.lock().await;
@@ -633,12 +609,8 @@ async fn the_python_reference_cannot_connect_to_a_host_with_a_secret() {
     const IP: &str = "127.0.0.23";
     let hub = ctx_with(|b| b.secret(SECRET));
     let (listener, port) = listen_on(&hub, IP).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let child = tokio::process::Command::new(reference_python())
-        .arg(root.join("python/peer.py"))
+    // The venv's python with the Yoton reference (this test never skips).
+    let child = yoton_testkit::python::command("peer.py")
         .args([
             "--connect",
             &format!("{IP}:{port}"),
@@ -646,11 +618,6 @@ async fn the_python_reference_cannot_connect_to_a_host_with_a_secret() {
             "3",
             "wait-connected",
         ])
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())

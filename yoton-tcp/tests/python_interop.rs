@@ -6,146 +6,38 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use common::{ctx, inbox, text, WAIT};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use yoton_core::{channel_slot, Connection, Status};
+use yoton_testkit::child::LineChild;
+use yoton_testkit::python;
 
 /// Upper bound of every wait on the Python side (its start-up included).
 const PY_WAIT: Duration = Duration::from_secs(10);
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("yoton-tcp has a parent directory")
-        .to_path_buf()
+/// A running `python/peer.py`: its JSON lines read with waits bounded by [`PY_WAIT`],
+/// its stderr kept for diagnostics. Killed (SIGKILL) when dropped.
+struct Peer(LineChild);
+
+impl Deref for Peer {
+    type Target = LineChild;
+    fn deref(&self) -> &LineChild {
+        &self.0
+    }
 }
 
-/// The venv's python (created once per test binary, cached on disk by the script).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = repo_root().join("scripts/python-venv.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "\n\n*** PYTHON INTEROP: cannot run `bash {}`: {e} ***\n\
-                     These tests need Python 3 and the Yoton reference (pyzo); they never skip.\n",
-                    script.display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let py = stdout.lines().last().unwrap_or_default().to_string();
-        if !out.status.success() || py.is_empty() || !std::path::Path::new(&py).exists() {
-            panic!(
-                "\n\n*** PYTHON INTEROP: `bash {}` failed ({}) ***\n\
-                 These tests need Python 3 and the Yoton reference (pyzo==4.22.0); they never skip.\n\
-                 stdout: {stdout}\nstderr: {}\n",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        py
-    })
-}
-
-/// A running `python/peer.py`: JSON lines from its stdout, stderr kept for diagnostics.
-/// Killed (SIGKILL) when dropped.
-struct Peer {
-    child: Child,
-    pid: u32,
-    args: Vec<String>,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: Arc<Mutex<String>>,
+impl DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut LineChild {
+        &mut self.0
+    }
 }
 
 impl Peer {
     fn spawn(args: &[&str]) -> Peer {
-        let root = repo_root();
-        let mut child = Command::new(python())
-            .arg(root.join("python/peer.py"))
-            .args(args)
-            .current_dir(&root)
-            // argv and stdio as UTF-8 whatever the locale
-            .env("PYTHONUTF8", "1")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {} peer.py: {e}", python()));
-        let pid = child.id().expect("a just spawned child has a pid");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut err = child.stderr.take().expect("stderr is piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        Peer {
-            child,
-            pid,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            lines: BufReader::new(stdout).lines(),
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Panic with the peer's command line and stderr.
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "python peer {:?}: {what}\n--- python stderr ---\n{}---------------------",
-            self.args,
-            self.stderr()
-        )
-    }
-
-    /// The next JSON line (bounded wait).
-    async fn next(&mut self) -> Value {
-        match tokio::time::timeout(PY_WAIT, self.lines.next_line()).await {
-            Err(_) => self.fail(&format!("no line within {PY_WAIT:?}")),
-            Ok(Err(e)) => self.fail(&format!("reading stdout: {e}")),
-            Ok(Ok(None)) => {
-                // Give the stderr reader a moment to collect the last words.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let status = self.child.try_wait().ok().flatten();
-                self.fail(&format!("stdout ended (exit status {status:?})"))
-            }
-            Ok(Ok(Some(line))) => serde_json::from_str(&line)
-                .unwrap_or_else(|e| self.fail(&format!("not JSON ({e}): {line:?}"))),
-        }
-    }
-
-    /// The next line, which must be the event `event`.
-    async fn expect(&mut self, event: &str) -> Value {
-        let v = self.next().await;
-        if v["event"] != event {
-            self.fail(&format!("expected a {event:?} event, got {v}"));
-        }
-        v
+        Peer(python::spawn("peer.py", args, PY_WAIT))
     }
 
     /// The `ready` line: (context id, pid, port).
@@ -157,43 +49,18 @@ impl Peer {
         (id, pid, u16::try_from(port).expect("a port fits in u16"))
     }
 
-    /// Wait (bounded) for the process to exit; its status.
-    async fn exit(&mut self) -> ExitStatus {
-        match tokio::time::timeout(PY_WAIT, self.child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => self.fail(&format!("wait: {e}")),
-            Err(_) => self.fail(&format!("did not exit within {PY_WAIT:?}")),
-        }
-    }
-
     /// The process exits with status 0 and printed nothing more.
     async fn expect_clean_exit(&mut self) {
-        let status = self.exit().await;
-        if !status.success() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            self.fail(&format!("exited with {status}"));
-        }
-        if let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_secs(1), self.lines.next_line()).await
-        {
-            self.fail(&format!("unexpected extra line {line:?}"));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SIGKILL; tokio reaps it (kill_on_drop is set as well).
-        let _ = self.child.start_kill();
+        self.expect_success().await;
+        self.assert_no_more_lines(Duration::from_secs(1)).await;
     }
 }
 
 fn hex_id(v: &Value) -> u64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("id is not a string: {v}"));
-    assert_eq!(s.len(), 16, "ids are printed as 16 hex digits: {s:?}");
-    u64::from_str_radix(s, 16).unwrap_or_else(|e| panic!("bad hex id {s:?}: {e}"))
+    python::hex_id(
+        v.as_str()
+            .unwrap_or_else(|| panic!("id is not a string: {v}")),
+    )
 }
 
 fn chat_slot() -> u64 {
@@ -233,12 +100,12 @@ async fn rust_binds_python_connects() {
     let mut py = Peer::spawn(&["--connect", &addr, "sub", "chat", "3"]);
     let (py_id, py_pid, port) = py.ready().await;
     assert_eq!(port, host.local().port, "ready.port is the remote port");
-    assert_eq!(py_pid, u64::from(py.pid));
+    assert_eq!(py_pid, u64::from(py.pid()));
     host.wait_connected_async(WAIT).await.unwrap();
     assert_eq!(host.status(), Status::Hosting);
     // The handshake carried Python's id and pid.
     assert_eq!(host.peer_id(), py_id, "peer_id {:016x}", host.peer_id());
-    assert_eq!(host.peer_pid(), u64::from(py.pid));
+    assert_eq!(host.peer_pid(), u64::from(py.pid()));
 
     let texts = ["plain ascii", NON_ASCII, EMOJI];
     for t in texts {
@@ -280,7 +147,7 @@ async fn python_binds_rust_connects() {
         .unwrap();
     assert_eq!(conn.status(), Status::Connected);
     assert_eq!(conn.peer_id(), py_id, "peer_id {:016x}", conn.peer_id());
-    assert_eq!(conn.peer_pid(), u64::from(py.pid));
+    assert_eq!(conn.peer_pid(), u64::from(py.pid()));
 
     let v = py.expect("connected").await;
     assert_eq!(hex_id(&v["id2"]), rust.id(), "Python saw Rust's id");
@@ -306,7 +173,7 @@ async fn python_killed_with_sigkill_is_seen_as_closed() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(host.is_connected());
 
-    py.child.start_kill().unwrap(); // SIGKILL
+    py.kill().unwrap(); // SIGKILL
     let t0 = std::time::Instant::now();
     let status = py.exit().await;
     assert!(!status.success(), "{status}");

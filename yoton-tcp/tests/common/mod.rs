@@ -9,6 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use yoton_core::{Connection, Context, Package, SlotGuard};
+/// Measurements of this process (descriptors, threads, VmRSS), for the leak tests.
+#[allow(unused_imports)] // not every test binary measures
+pub use yoton_testkit::proc::{fds, rss_kib, sample, threads};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -145,30 +148,4 @@ pub fn header(slot: u64, source_id: u64, seq: u64, len: u64) -> Vec<u8> {
         v.extend_from_slice(&x.to_le_bytes());
     }
     v
-}
-
-fn count_dir(path: &str) -> usize {
-    std::fs::read_dir(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .count()
-}
-
-/// Open file descriptors of this process.
-pub fn fds() -> usize {
-    count_dir("/proc/self/fd")
-}
-
-/// Threads of this process.
-pub fn threads() -> usize {
-    count_dir("/proc/self/task")
-}
-
-/// Resident memory of this process, in KiB.
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
 }
