@@ -8,56 +8,15 @@
 #![allow(dead_code)]
 
 use std::fmt;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use yoton_channels::Value;
+use yoton_testkit::child::{short, LineChild};
+use yoton_testkit::python;
 
 /// Upper bound of every single wait on the Python side (its start-up included).
 pub const PY_WAIT: Duration = Duration::from_secs(15);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("yoton-channels has a parent directory")
-        .to_path_buf()
-}
-
-/// The venv's python (created once per test binary, cached on disk by the script).
-pub fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = repo_root().join("scripts/python-venv.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "\n\n*** PYTHON INTEROP: cannot run `bash {}`: {e} ***\n\
-                     These tests need Python 3 and the Yoton reference (pyzo); they never skip.\n",
-                    script.display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let py = stdout.lines().last().unwrap_or_default().to_string();
-        if !out.status.success() || py.is_empty() || !std::path::Path::new(&py).exists() {
-            panic!(
-                "\n\n*** PYTHON INTEROP: `bash {}` failed ({}) ***\n\
-                 These tests need Python 3 and the Yoton reference (pyzo==4.22.0); they never skip.\n\
-                 stdout: {stdout}\nstderr: {}\n",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        py
-    })
-}
 
 // ------------------------------------------------------------------ the peer
 
@@ -85,60 +44,24 @@ impl Ready {
 /// its JSON-line stdout is read with bounded waits, its stderr is kept for
 /// diagnostics. SIGKILLed when dropped.
 pub struct Peer {
-    pub child: Child,
+    child: LineChild,
+    /// The process id.
     pub pid: u32,
-    args: Vec<String>,
-    stdin: Option<ChildStdin>,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: Arc<Mutex<String>>,
-    name: String,
 }
 
 impl Peer {
     /// Start a peer (inside a tokio runtime). `args`: options and command-line actions.
     pub fn spawn(name: &str, args: &[&str]) -> Peer {
-        let root = repo_root();
-        let mut child = Command::new(python())
-            .arg(root.join("python/interop_peer.py"))
-            // YOTON_PEER_VERBOSE=1: the library's verbose output (in the stderr shown
-            // on failures)
-            .args(std::env::var_os("YOTON_PEER_VERBOSE").map(|_| "--verbose"))
+        let mut cmd = python::command("interop_peer.py");
+        // YOTON_PEER_VERBOSE=1: the library's verbose output (in the stderr shown
+        // on failures)
+        cmd.args(std::env::var_os("YOTON_PEER_VERBOSE").map(|_| "--verbose"))
             .args(args)
-            .current_dir(&root)
-            // argv and stdio as UTF-8 whatever the locale
-            .env("PYTHONUTF8", "1")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {} interop_peer.py: {e}", python()));
-        let pid = child.id().expect("a just spawned child has a pid");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let mut err = child.stderr.take().expect("stderr is piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
+            .stdin(Stdio::piped());
+        let child = LineChild::spawn(format!("python peer {name} {args:?}"), &mut cmd, PY_WAIT);
         Peer {
+            pid: child.pid(),
             child,
-            pid,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            stdin: Some(stdin),
-            lines: BufReader::new(stdout).lines(),
-            stderr,
-            name: name.to_string(),
         }
     }
 
@@ -158,74 +81,42 @@ impl Peer {
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+        self.child.stderr()
     }
 
-    /// Panic with the peer's name, command line and stderr.
+    /// Panic with the peer's name, command line and (the end of) its stderr.
     pub fn fail(&self, what: &str) -> ! {
-        let mut err = self.stderr();
-        if err.len() > 20_000 {
-            err = format!("...{}", &err[err.len() - 20_000..]);
-        }
-        panic!(
-            "python peer {} {:?}: {what}\n--- python stderr ---\n{err}---------------------",
-            self.name, self.args,
-        )
+        self.child.fail(what)
     }
 
     /// Send one command (a JSON array of strings) to the peer's stdin.
     pub async fn send(&mut self, tokens: &[&str]) {
         let line = format!(
-            "[{}]\n",
+            "[{}]",
             tokens
                 .iter()
                 .map(|t| json_string(t))
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let Some(stdin) = self.stdin.as_mut() else {
-            self.fail("stdin already closed")
-        };
-        let res = tokio::time::timeout(PY_WAIT, async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.flush().await
-        })
-        .await;
-        match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.fail(&format!("writing {tokens:?} to stdin: {e}")),
-            Err(_) => self.fail(&format!(
-                "writing {tokens:?} to stdin took over {PY_WAIT:?}"
-            )),
-        }
+        self.child.write_line(&line).await;
     }
 
     /// End the peer's stdin: it exits (0) after the command running now.
     pub fn close_stdin(&mut self) {
-        self.stdin = None;
+        self.child.close_stdin();
     }
 
     /// The next JSON line, within `wait`. An `error` event fails the test.
     pub async fn next_within(&mut self, wait: Duration) -> Json {
-        match tokio::time::timeout(wait, self.lines.next_line()).await {
-            Err(_) => self.fail(&format!("no line within {wait:?}")),
-            Ok(Err(e)) => self.fail(&format!("reading stdout: {e}")),
-            Ok(Ok(None)) => {
-                // Give the stderr reader a moment to collect the last words.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let status = self.child.try_wait().ok().flatten();
-                self.fail(&format!("stdout ended (exit status {status:?})"))
-            }
-            Ok(Ok(Some(line))) => {
-                let v = Json::parse(&line)
-                    .unwrap_or_else(|e| self.fail(&format!("not JSON ({e}): {:?}", short(&line))));
-                if v["event"].as_str() == Some("error") {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    self.fail(&format!("the peer failed: {v}"));
-                }
-                v
-            }
+        let line = self.child.next_line_within(wait).await;
+        let v = Json::parse(&line)
+            .unwrap_or_else(|e| self.fail(&format!("not JSON ({e}): {:?}", short(&line))));
+        if v["event"].as_str() == Some("error") {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.fail(&format!("the peer failed: {v}"));
         }
+        v
     }
 
     /// The next JSON line (within [`PY_WAIT`]).
@@ -291,58 +182,28 @@ impl Peer {
 
     /// Wait (bounded) for the process to exit; its status.
     pub async fn exit(&mut self) -> ExitStatus {
-        match tokio::time::timeout(PY_WAIT, self.child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => self.fail(&format!("wait: {e}")),
-            Err(_) => self.fail(&format!("did not exit within {PY_WAIT:?}")),
-        }
+        self.child.exit().await
     }
 
     /// Close stdin; the process exits with status 0 and printed nothing more.
     pub async fn finish(&mut self) {
         self.close_stdin();
-        let extra = tokio::time::timeout(PY_WAIT, self.lines.next_line()).await;
-        if let Ok(Ok(Some(line))) = extra {
-            self.fail(&format!("unexpected extra line {:?}", short(&line)));
-        }
-        let status = self.exit().await;
-        if !status.success() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            self.fail(&format!("exited with {status}"));
-        }
+        self.child.assert_no_more_lines(PY_WAIT).await;
+        self.child.expect_success().await;
     }
 
     /// SIGKILL now.
     pub fn kill(&mut self) {
-        let _ = self.child.start_kill();
+        let _ = self.child.kill();
     }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SIGKILL; tokio reaps it (kill_on_drop is set as well).
-        let _ = self.child.start_kill();
-    }
-}
-
-fn short(s: &str) -> String {
-    if s.len() <= 600 {
-        return s.to_string();
-    }
-    let mut end = 600;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &s[..end], s.len())
 }
 
 /// A 16-hex-digit id as printed by the peer.
 pub fn hex_id(v: &Json) -> u64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("id is not a string: {v}"));
-    assert_eq!(s.len(), 16, "ids are printed as 16 hex digits: {s:?}");
-    u64::from_str_radix(s, 16).unwrap_or_else(|e| panic!("bad hex id {s:?}: {e}"))
+    python::hex_id(
+        v.as_str()
+            .unwrap_or_else(|| panic!("id is not a string: {v}")),
+    )
 }
 
 // ------------------------------------------------------------------ JSON

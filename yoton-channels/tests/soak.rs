@@ -16,45 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use yoton_channels::{PubChannel, RepChannel, RepMode, ReqChannel, StateChannel, SubChannel, Text};
-
-fn count_dir(path: &str) -> usize {
-    std::fs::read_dir(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .count()
-}
-
-/// The names of this process's threads, counted ("yoton x3, tokio-runtime-worker x2").
-fn thread_names() -> String {
-    let mut names = std::collections::BTreeMap::<String, usize>::new();
-    for t in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        *names.entry(name.trim().to_owned()).or_default() += 1;
-    }
-    names
-        .iter()
-        .map(|(n, k)| format!("{n} x{k}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// (file descriptors, threads, VmRSS in KiB) of this process.
-fn sample() -> (usize, usize, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    (
-        count_dir("/proc/self/fd"),
-        count_dir("/proc/self/task"),
-        rss,
-    )
-}
+use yoton_testkit::proc::{sample, thread_names};
 
 fn soak_time() -> Duration {
     let secs = std::env::var("YOTON_SOAK_SECS")
