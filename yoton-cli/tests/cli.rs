@@ -8,21 +8,15 @@
 #![cfg(feature = "tcp")]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use yoton_testkit::python;
+
 /// Upper bound of every wait for a process.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("yoton-cli has a parent directory")
-        .to_path_buf()
-}
 
 /// A child process with its stdout and stderr collected in the background; killed
 /// when dropped.
@@ -79,8 +73,7 @@ impl Proc {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env("PYTHONUTF8", "1")
-        .env("PYTHONIOENCODING", "utf-8");
+        .envs(python::UTF8_ENV);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {name} ({cmd:?}): {e}"));
@@ -652,45 +645,13 @@ fn help_describes_every_command() {
 
 // ------------------------------------------------------------------ Python reference
 
-/// The venv's python (created once, cached on disk by the script).
-fn python() -> &'static str {
-    static PYTHON: OnceLock<String> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = repo_root().join("scripts/python-venv.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "\n\n*** PYTHON INTEROP: cannot run `bash {}`: {e} ***\n\
-                     These tests need Python 3 and the Yoton reference (pyzo); they never skip.\n",
-                    script.display()
-                )
-            });
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let py = stdout.lines().last().unwrap_or_default().to_string();
-        if !out.status.success() || py.is_empty() || !std::path::Path::new(&py).exists() {
-            panic!(
-                "\n\n*** PYTHON INTEROP: `bash {}` failed ({}) ***\n\
-                 These tests need Python 3 and the Yoton reference (pyzo==4.22.0); they never skip.\n\
-                 stdout: {stdout}\nstderr: {}\n",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        py
-    })
-}
-
 /// Start `python/cli_peer.py ARGS...` with the reference venv.
 fn py_peer(args: &[&str]) -> Proc {
-    let root = repo_root();
-    let mut cmd = Command::new(python());
-    cmd.arg(root.join("python/cli_peer.py"))
+    // The venv's python; it never skips: without the venv the test fails.
+    let mut cmd = Command::new(python::python());
+    cmd.arg(python::script("cli_peer.py"))
         .args(args)
-        .current_dir(&root);
+        .current_dir(python::repo_root());
     Proc::spawn("cli_peer.py", cmd, None)
 }
 
