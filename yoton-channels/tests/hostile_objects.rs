@@ -161,12 +161,7 @@ fn invalid_utf8_on_a_txt_channel_is_counted_and_the_channel_goes_on() {
 
 /// Peak virtual memory of this process, in KiB.
 fn vm_peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPeak:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmPeak in /proc/self/status")
+    yoton_testkit::proc::status_kib("VmPeak")
 }
 
 /// Regression test of a library issue found while fuzzing (now fixed: reservations

@@ -19,14 +19,20 @@ pub fn threads() -> usize {
     count_dir("/proc/self/task")
 }
 
-/// Resident memory of this process (VmRSS), in KiB.
-pub fn rss_kib() -> u64 {
+/// The field `name` (in kB, such as `VmRSS` or `VmPeak`) of `/proc/self/status`, in
+/// KiB; panics when it is missing.
+pub fn status_kib(name: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+        .unwrap_or_else(|| panic!("{name} in /proc/self/status"))
+}
+
+/// Resident memory of this process (VmRSS), in KiB.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS")
 }
 
 /// ([`fds`], [`threads`], [`rss_kib`]) of this process, in one call.
@@ -63,6 +69,7 @@ mod tests {
         assert!(fd >= 3, "stdin, stdout and stderr at least: {fd}");
         assert!(th >= 1);
         assert!(rss > 0);
+        assert!(status_kib("VmPeak") >= rss, "virtual peak vs resident");
         let names = thread_names();
         assert!(names.contains(" x"), "{names:?}");
     }
