@@ -545,6 +545,8 @@ impl<M: MessageType> SubChannel<M> {
                 QueueStatus::Off
             };
             st.repeat_at = Instant::now() + SYNC_REPEAT;
+            // The arrival path looks at this flag instead of taking the lock.
+            self.shared.sync_on.store(on, Ordering::Relaxed);
             was_full
         };
         if was_full {
