@@ -99,8 +99,9 @@ pub(crate) enum Pushed {
     /// Queued; `wait` when a local sender should now wait for room (the queue is at
     /// or above its soft limits and the connection is not stalled).
     Queued { wait: bool },
-    /// The queue was at its hard limit: the package was dropped and counted.
-    Discarded,
+    /// The queue was at its hard limit: the package was dropped and counted; `wait`
+    /// as above (the queue is full, but a local sender has not yet waited it out).
+    Discarded { wait: bool },
     /// The connection no longer sends.
     Closed,
 }
@@ -108,7 +109,10 @@ pub(crate) enum Pushed {
 impl Pushed {
     /// A local sender should wait for room.
     pub(crate) fn should_wait(self) -> bool {
-        matches!(self, Pushed::Queued { wait: true })
+        matches!(
+            self,
+            Pushed::Queued { wait: true } | Pushed::Discarded { wait: true }
+        )
     }
 }
 
@@ -400,49 +404,51 @@ impl Connection {
 
     // ----- sending -----
 
-    /// Queue a frame for the writer. Returns false when the connection no longer sends.
+    /// Queue a signal frame (the goodbye) for the writer. Returns false when the
+    /// connection no longer sends.
     pub(crate) fn push(&self, frame: Frame) -> bool {
-        let mut q = self.shared.queue.lock();
+        let q = self.shared.queue.lock();
         if q.sealed {
             return false;
         }
-        q.bytes += frame.payload().len();
-        q.frames.push_back(frame);
-        q.pushed += 1;
-        let first = q.frames.len() == 1;
-        drop(q);
-        // The writer drains everything queued when it wakes; waking it once per batch
-        // is enough (it re-checks the queue before it sleeps).
-        if first {
-            self.shared.wake_writer.notify_one();
-        }
+        self.enqueue(q, frame);
         true
     }
 
     /// Queue a package unless the queue is at its hard limit (then it is discarded
-    /// and counted).
+    /// and counted). Only this context's own context messages (`NEW_CONNECTION`, ...)
+    /// are exempt: forwarded ones count like any other package.
     pub(crate) fn push_package(&self, p: Package) -> Pushed {
         let limits = self.shared.limits;
-        let mut q = self.shared.queue.lock();
+        let q = self.shared.queue.lock();
         if q.sealed {
             return Pushed::Closed;
         }
-        let len = p.payload.len();
-        if p.slot != SLOT_CONTEXT && limits.hard_reached(q.len(), q.bytes) {
+        let own_context_message = p.slot == SLOT_CONTEXT && p.source_id == self.shared.own_id;
+        if !own_context_message && limits.hard_reached(q.len(), q.bytes) {
+            let wait = !q.stalled;
             drop(q);
             self.count_discard();
-            return Pushed::Discarded;
+            return Pushed::Discarded { wait };
         }
-        q.bytes += len;
-        q.frames.push_back(Frame::Package(p));
+        let wait = self.enqueue(q, Frame::Package(p));
+        Pushed::Queued { wait }
+    }
+
+    /// Append to the locked queue and wake the writer if it may be asleep (it drains
+    /// everything queued when it wakes and re-checks before it sleeps: once per batch
+    /// is enough). True when a local sender should now wait for room.
+    fn enqueue(&self, mut q: parking_lot::MutexGuard<'_, Queue>, frame: Frame) -> bool {
+        q.bytes += frame.payload().len();
+        q.frames.push_back(frame);
         q.pushed += 1;
-        let wait = !q.stalled && limits.soft_reached(q.len(), q.bytes);
+        let wait = !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes);
         let first = q.frames.len() == 1;
         drop(q);
         if first {
             self.shared.wake_writer.notify_one();
         }
-        Pushed::Queued { wait }
+        wait
     }
 
     fn count_discard(&self) {
@@ -460,15 +466,10 @@ impl Connection {
         }
     }
 
-    /// Whether a local sender should wait for room in this send queue: it is at or
-    /// above the soft limits and not stalled.
-    pub(crate) fn is_full(&self) -> bool {
-        let q = self.shared.queue.lock();
-        !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes)
-    }
-
-    /// Wait until the queue is shorter than `limit` (or `max_wait` passes, or the
-    /// connection dies). Soft back-pressure: the caller sends anyway afterwards.
+    /// Wait until the queue is below its soft limits (or `max_wait` passes, or the
+    /// connection dies or is stalled). Soft back-pressure: the package that made the
+    /// caller wait is already queued. Waiting the full time marks the connection
+    /// stalled.
     pub(crate) async fn wait_space(&self, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
@@ -663,6 +664,7 @@ impl Connection {
             let mut q = self.shared.queue.lock();
             q.sealed = true;
             q.frames.clear();
+            q.in_flight = 0;
             q.bytes = 0;
         }
         self.shared.ends.lock().reason = Some(reason.to_owned());

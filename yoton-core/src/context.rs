@@ -461,9 +461,9 @@ impl Context {
     /// waits (up to 1 s) while a connection's send queue is full. Inside a runtime use
     /// [`Context::send_async`], which waits the same way without blocking.
     pub fn send(&self, package: Package) -> Result<()> {
-        if self.route(package)? && tokio::runtime::Handle::try_current().is_err() {
-            let full = self.full_links();
-            self.inner.rt.block_on("send", self.wait_send_space(full))?;
+        let full = self.route(package)?;
+        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+            self.inner.rt.block_on("send", wait_send_space(full))?;
         }
         Ok(())
     }
@@ -475,43 +475,25 @@ impl Context {
 
     /// Send; afterwards wait (up to 1 s) while a send queue it went to is full.
     pub async fn send_async(&self, package: Package) -> Result<()> {
-        if self.route(package)? {
-            let full = self.full_links();
-            self.wait_send_space(full).await;
-        }
+        let full = self.route(package)?;
+        wait_send_space(full).await;
         Ok(())
     }
 
-    /// Route a package made here (one lock of the router); true when a send queue it
-    /// went to is at or above the soft limit.
-    fn route(&self, package: Package) -> Result<bool> {
+    /// Route a package made here (one lock of the router); the connections whose send
+    /// queue it left at or above the soft limit (a local sender waits for them).
+    fn route(&self, package: Package) -> Result<Vec<Connection>> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed("context"));
         }
-        let mut full = false;
+        let mut full = Vec::new();
         let mut st = self.inner.state.lock();
         st.router.send(package, |c, p| {
-            full |= c.push_package(p).should_wait();
+            if c.push_package(p).should_wait() {
+                full.push(c.clone());
+            }
         });
         Ok(full)
-    }
-
-    /// The alive connections whose send queue is full.
-    fn full_links(&self) -> Vec<Connection> {
-        let st = self.inner.state.lock();
-        st.router
-            .links()
-            .filter(|(_, c)| c.is_full())
-            .map(|(_, c)| c.clone())
-            .collect()
-    }
-
-    async fn wait_send_space(&self, full: Vec<Connection>) {
-        let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
-        for c in full {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            c.wait_space(left).await;
-        }
     }
 
     /// Packages dropped because a connection's send queue was at its hard limit, over
@@ -753,8 +735,11 @@ impl Context {
     fn watch_for_reconnect(&self, conn: &Connection, address: String, policy: ReconnectPolicy) {
         let weak = Arc::downgrade(&self.inner);
         let rt = self.inner.rt.clone();
-        conn.on_closed(move |c, reason| {
-            if c.closed_by_user() {
+        // Started once: by the closed callback, or below when the connection closed
+        // before the callback was registered.
+        let started_once = AtomicBool::new(false);
+        let on_lost = Arc::new(move |c: &Connection, reason: &str| {
+            if c.closed_by_user() || started_once.swap(true, Ordering::AcqRel) {
                 return;
             }
             let Some(inner) = weak.upgrade() else { return };
@@ -795,6 +780,11 @@ impl Context {
                 }
             });
         });
+        let lost = on_lost.clone();
+        conn.on_closed(move |c, reason| lost(c, reason));
+        if conn.status() == Status::Closed {
+            on_lost(conn, &conn.close_reason().unwrap_or_default());
+        }
     }
 
     async fn connect_once(&self, address: &str, timeout: Duration) -> Result<Connection> {
@@ -912,6 +902,15 @@ impl Context {
     }
 }
 
+/// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.
+async fn wait_send_space(full: Vec<Connection>) {
+    let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
+    for c in full {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        c.wait_space(left).await;
+    }
+}
+
 async fn accept_loop(
     ctx: std::sync::Weak<ContextInner>,
     listener: &mut dyn TransportListener,
@@ -1021,6 +1020,17 @@ impl Backlog {
         self.added.notify_waiters();
     }
 
+    /// The oldest connection that is still alive (closed ones are dropped).
+    fn pop_alive(&self) -> Option<Connection> {
+        let mut q = self.queue.lock();
+        while let Some(c) = q.pop_front() {
+            if c.is_alive() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.added.notify_waiters();
@@ -1038,12 +1048,12 @@ impl Listener {
         self.address.with_port(self.local.port)
     }
 
-    /// The next connection that completed its handshake (async).
+    /// The next connection that completed its handshake and is still alive (async).
     pub async fn accept_async(&self, timeout: Duration) -> Result<Connection> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let added = self.backlog.added.notified();
-            if let Some(c) = self.backlog.queue.lock().pop_front() {
+            if let Some(c) = self.backlog.pop_alive() {
                 return Ok(c);
             }
             if self.backlog.closed.load(Ordering::Acquire) {
@@ -1060,15 +1070,17 @@ impl Listener {
         self.backlog.queue.lock().len()
     }
 
-    /// Stop accepting (existing connections stay).
+    /// Stop accepting (existing connections stay). Waiting `accept` calls end with
+    /// [`Error::Closed`].
     pub fn close(&self) {
         self.task.abort();
+        self.backlog.close();
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.task.abort();
+        self.close();
     }
 }
 

@@ -11,16 +11,21 @@ use std::collections::{HashMap, VecDeque};
 use crate::package::Package;
 
 /// A fast keyed hasher for the u64 keys of the routing tables (slot hashes, context
-/// ids). SipHash cost a quarter of the receive path's instructions; this is one
-/// multiply-xorshift per key, keyed with a per-process random seed so that a peer
-/// cannot easily choose colliding ids.
+/// ids). SipHash cost a quarter of the receive path's instructions; this is a
+/// multiply-rotate per key and a multiply-xorshift finish, keyed with a per-process
+/// random seed so that a peer cannot easily choose colliding ids.
 #[derive(Clone, Copy, Debug)]
 pub struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        let x = self.0;
-        x ^ (x >> 29)
+        // A full final mix: the multiply of `write_u64` only moves differences
+        // upwards, so ids that differ in their top bits alone would share the low
+        // bits the table uses, whatever the seed.
+        let mut x = self.0;
+        x ^= x >> 32;
+        x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        x ^ (x >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
@@ -508,6 +513,19 @@ mod tests {
         let mut got = vec![];
         r.add_link(1, 0, |_, p| got.push(p.payload[0]));
         assert_eq!(got, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn ids_differing_only_in_their_top_bits_spread_over_the_table() {
+        use std::hash::BuildHasher;
+        let low_bits: std::collections::HashSet<u64> = (0..1024u64)
+            .map(|i| IdHasherBuilder.hash_one(i << 54) & 1023)
+            .collect();
+        assert!(
+            low_bits.len() > 512,
+            "{} distinct buckets of 1024",
+            low_bits.len()
+        );
     }
 
     #[test]
