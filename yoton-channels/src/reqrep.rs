@@ -373,51 +373,46 @@ impl ReqShared {
         let now = Instant::now();
         let items: Vec<Reply> = self.items.lock().values().cloned().collect();
         for r in items {
-            let waiting = matches!(*r.state.status.lock(), Status::Waiting);
-            if r.state.direct && !waiting && now > r.state.first_sent + *r.state.auto_cancel.lock()
-            {
+            let limit = *r.state.auto_cancel.lock();
+            let expired = now > r.state.first_sent + limit;
+            let mut st = r.state.status.lock();
+            match &*st {
+                Status::Waiting if expired => {
+                    drop(st);
+                    r.cancel();
+                    self.items.lock().remove(&r.state.id);
+                }
+                Status::Waiting => {
+                    drop(st);
+                    let mut next = r.state.next_send.lock();
+                    if now > *next {
+                        *next = now + RESEND_INTERVAL;
+                        drop(next);
+                        self.send_control("req?", 0, r.state.id);
+                    }
+                }
                 // A direct request without an answer: that replier may be gone. Fail
                 // it, and let the next calls find a replier with pre-requests again.
-                let unanswered = {
-                    let mut st = r.state.status.lock();
-                    let running = matches!(*st, Status::Running);
-                    if running {
-                        *st = Status::Failed(format!(
-                            "no reply from replier {:016x} within {:?} (direct mode)",
-                            r.replier(),
-                            *r.state.auto_cancel.lock()
-                        ));
-                    }
-                    running
-                };
-                if unanswered {
+                Status::Running if r.state.direct && expired => {
+                    let replier = r.replier();
+                    *st = Status::Failed(format!(
+                        "no reply from replier {replier:016x} within {limit:?} (direct mode)"
+                    ));
+                    drop(st);
                     let _ = self.last_replier.compare_exchange(
-                        r.replier(),
+                        replier,
                         0,
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     );
                     self.items.lock().remove(&r.state.id);
                     r.finish();
-                    continue;
                 }
-            }
-            if !waiting {
-                if r.cancelled() {
+                Status::Cancelled => {
+                    drop(st);
                     self.items.lock().remove(&r.state.id);
                 }
-                continue;
-            }
-            if now > r.state.first_sent + *r.state.auto_cancel.lock() {
-                r.cancel();
-                self.items.lock().remove(&r.state.id);
-            } else {
-                let mut next = r.state.next_send.lock();
-                if now > *next {
-                    *next = now + RESEND_INTERVAL;
-                    drop(next);
-                    self.send_control("req?", 0, r.state.id);
-                }
+                _ => {}
             }
         }
     }
@@ -616,8 +611,13 @@ impl ReqChannel {
             state: Arc::new(ReplyState {
                 id,
                 request,
-                status: Mutex::new(Status::Waiting),
-                replier: AtomicU64::new(0),
+                // A direct request is running at its replier from the start.
+                status: Mutex::new(if direct_to == 0 {
+                    Status::Waiting
+                } else {
+                    Status::Running
+                }),
+                replier: AtomicU64::new(direct_to),
                 first_sent: now,
                 next_send: Mutex::new(now + RESEND_INTERVAL),
                 auto_cancel: Mutex::new(*self.shared.default_timeout.lock()),
@@ -631,8 +631,6 @@ impl ReqChannel {
         if direct_to == 0 {
             self.shared.send_control("req?", 0, id);
         } else {
-            *reply.state.status.lock() = Status::Running;
-            reply.state.replier.store(direct_to, Ordering::Relaxed);
             let p = Package::new(self.shared.slot, reply.state.request.clone()).to(direct_to, id);
             if let Err(e) = self.shared.ctx.send_now(p) {
                 tracing::debug!(channel = %self.shared.name, error = %e, "could not send request");
