@@ -109,6 +109,54 @@ fn sync_mode_slows_the_publisher_and_loses_nothing() {
     assert!(throttled > 0, "the publisher was never throttled");
 }
 
+/// Sync mode holds a publisher back even while the subscriber does not call `recv`
+/// at all: the arrivals themselves trigger the `full` message.
+#[test]
+fn sync_mode_holds_the_publisher_while_the_subscriber_is_not_reading() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Text>::new(&a, "held").unwrap();
+    let sub = SubChannel::<Text>::new(&b, "held").unwrap();
+    sub.set_sync_mode(true);
+    join(&a, &b);
+    let n = 20_000;
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let sender = std::thread::spawn({
+        let sent = sent.clone();
+        move || {
+            for i in 0..n {
+                publisher.send(format!("{i}")).unwrap();
+                sent.fetch_add(1, SeqCst);
+                // Fast (thousands per second), but not one burst that is all in the
+                // socket buffers before the `full` message can come back.
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+    });
+    // Nobody reads. Once the publisher is held, it makes (almost) no progress: each
+    // held send waits up to 1 s.
+    wait_for("messages to pile up", || sub.pending() > 32);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = sent.load(SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    let progress = sent.load(SeqCst) - before;
+    assert!(
+        progress <= 2,
+        "the publisher sent {progress} more in 300 ms while nobody read"
+    );
+    assert!(sub.pending() < 1000, "{} pending", sub.pending());
+    // Reading lets it go on; nothing is lost.
+    for i in 0..n {
+        let m = sub
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("a message within WAIT");
+        assert_eq!(m, i.to_string());
+    }
+    sender.join().unwrap();
+    assert_eq!(sub.discarded(), 0);
+}
+
 #[test]
 fn without_sync_mode_a_slow_reader_discards() {
     let (got, discarded, throttled) = slow_reader_run(false);
