@@ -439,7 +439,12 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
             size: 64,
             metrics: vec![
                 metric("p50", "round trip p50", Micros, None),
-                metric("hop", "per hop (p50 / 14 links)", Micros, None),
+                metric(
+                    "hop",
+                    format!("per hop (p50 / {} links)", 2 * (RELAYS + 1)),
+                    Micros,
+                    None,
+                ),
             ],
             python: false,
         });
@@ -702,7 +707,10 @@ fn evaluate(
             let r = get(i)?;
             v.insert("p50", num(r, "p50_us"));
             v.insert("p99", num(r, "p99_us"));
-            v.insert("hop", num(r, "p50_us") / 14.0);
+            if let Shape::ChainPing(relays) = shape {
+                // Out and back through relays + 1 links each way.
+                v.insert("hop", num(r, "p50_us") / (2 * (relays + 1)) as f64);
+            }
         }
         Shape::Idle => {
             let r = get(0)?;
@@ -721,10 +729,7 @@ fn evaluate(
             let (mut t0, mut t_end) = (u64::MAX, 0u64);
             let (mut received, mut ooo, mut dropped, mut receivers) = (0.0, 0.0, 0.0, 0u64);
             let (mut hwm_send, mut hwm_recv) = (0.0f64, 0.0f64);
-            for (i, n) in nodes.iter().enumerate() {
-                let Some(r) = results[i].as_ref() else {
-                    continue;
-                };
+            for r in results.iter().flatten() {
                 if r.get("t0_ns").is_some() {
                     t0 = t0.min(num(r, "t0_ns") as u64);
                     hwm_send = hwm_send.max(num(r, "hwm"));
@@ -737,7 +742,6 @@ fn evaluate(
                     hwm_recv = hwm_recv.max(num(r, "hwm"));
                     receivers += 1;
                 }
-                let _ = n;
             }
             if t0 == u64::MAX || receivers == 0 || t_end <= t0 {
                 return Err("incomplete results".into());
@@ -1119,7 +1123,7 @@ fn print_table(
         RELAYS + 2,
         RELAYS
     );
-    println!("    the floor's relays forward bytes (copy_bidirectional); per hop = round trip p50 / 14 links;");
+    println!("    the floor's relays forward bytes (copy_bidirectional); per hop = round trip p50 / {} links;", 2 * (RELAYS + 1));
     println!(
         "  W5 idle: {} connections from one client process ({} contexts on one runtime); memory = VmRSS delta of the listening process / connections,",
         p.idle, p.idle

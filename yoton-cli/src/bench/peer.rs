@@ -256,8 +256,12 @@ fn sub(spec: &Spec) -> R<()> {
 
 /// Send `count` messages on `p` (blocking sends: they wait while send queues are
 /// full), then flush.
-fn send_all(ctx: &Context, p: &PubChannel<Binary>, count: u64, size: usize) -> R<(u64, u64)> {
-    let mut payloads = Payloads::new(size);
+fn send_all(
+    ctx: &Context,
+    p: &PubChannel<Binary>,
+    payloads: &mut Payloads,
+    count: u64,
+) -> R<(u64, u64)> {
     let t0 = now_ns();
     for i in 0..count {
         p.send(payloads.get(i))?;
@@ -274,12 +278,7 @@ fn publish(spec: &Spec) -> R<()> {
     let mut payloads = Payloads::new(spec.size);
     child::wait_go()?;
     wait_peers(&j.ctx, spec.peers.max(1), Duration::from_secs(60))?;
-    let t0 = now_ns();
-    for i in 0..spec.count {
-        p.send(payloads.get(i))?;
-    }
-    j.ctx.flush(Duration::from_secs(300))?;
-    let t_sent = now_ns();
+    let (t0, t_sent) = send_all(&j.ctx, &p, &mut payloads, spec.count)?;
     drop(payloads);
     child::result(json!({
         "t0_ns": t0, "t_sent_ns": t_sent, "hwm": child::proc_status_bytes("VmHWM"),
@@ -302,10 +301,12 @@ fn duplex(spec: &Spec) -> R<()> {
     let j = join(spec, ctx, fp)?;
     child::wait_go()?;
     wait_peers(&j.ctx, 1, Duration::from_secs(60))?;
-    let (count, size) = (spec.count, spec.size);
+    let count = spec.count;
+    let mut payloads = Payloads::new(spec.size);
     let ctx2 = j.ctx.clone();
-    let sender =
-        std::thread::spawn(move || send_all(&ctx2, &p, count, size).map_err(|e| e.to_string()));
+    let sender = std::thread::spawn(move || {
+        send_all(&ctx2, &p, &mut payloads, count).map_err(|e| e.to_string())
+    });
     let r = receive(&sub, spec.count, spec.size);
     let (t0, t_sent) = sender.join().map_err(|_| "sender panicked")??;
     child::result(json!({
@@ -351,8 +352,6 @@ fn ping(spec: &Spec) -> R<()> {
             return Err("no pong within 30 s".into());
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = inn.recv_all();
     let mut rtts = Vec::with_capacity(spec.count as usize);
     for i in 0..spec.warmup + spec.count {
         let s = seq + i;
@@ -570,8 +569,6 @@ async fn ping_async(spec: &Spec) -> R<()> {
             return Err("no pong within 30 s".into());
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = inn.recv_all();
     let mut rtts = Vec::with_capacity(spec.count as usize);
     for i in 0..spec.warmup + spec.count {
         let s = seq + i;
