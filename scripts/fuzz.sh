@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh                 every target for 600 s
 #   scripts/fuzz.sh SECONDS         every target for SECONDS
-#   scripts/fuzz.sh smoke           every target for about 20 s (for CI)
+#   scripts/fuzz.sh smoke           every target for 10 s (what CI runs)
 #   scripts/fuzz.sh SECONDS T...    only the targets T... (codec object handshake address)
 #
 # Installs cargo-fuzz when it is missing. On a stable toolchain cargo-fuzz needs nightly
@@ -20,7 +20,7 @@ cd "$root"
 
 secs=600
 case "${1:-}" in
-    smoke) secs=20; shift ;;
+    smoke) secs=10; shift ;;
     ''|-*) ;;
     *[!0-9]*) echo "usage: $0 [SECONDS|smoke] [TARGET...]" >&2; exit 2 ;;
     *) secs=$1; shift ;;
