@@ -178,25 +178,17 @@ impl Secret {
         Secret(bytes.as_ref().into())
     }
 
+    // HMAC takes keys of any length: `new_from_slice` cannot fail here.
+    #[allow(clippy::expect_used)]
     fn mac(&self, role: &str, nonce: &[u8; 16], a: u64, b: u64) -> hmac::Hmac<sha2::Sha256> {
         use hmac::Mac;
         let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable_hmac());
+            .expect("HMAC accepts keys of any length");
         m.update(role.as_bytes());
         m.update(nonce);
         m.update(&a.to_le_bytes());
         m.update(&b.to_le_bytes());
         m
-    }
-}
-
-/// HMAC accepts keys of any length; this is never reached.
-fn unreachable_hmac() -> hmac::Hmac<sha2::Sha256> {
-    use hmac::Mac;
-    loop {
-        if let Ok(m) = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(b"yoton") {
-            return m;
-        }
     }
 }
 
@@ -206,16 +198,16 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-fn nonce() -> [u8; 16] {
+/// A fresh random nonce; without the operating system's random numbers the
+/// handshake fails rather than authenticate with a guessable one.
+fn nonce() -> Result<[u8; 16], HandshakeError> {
     let mut n = [0u8; 16];
-    if getrandom::fill(&mut n).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        n = t.to_le_bytes();
-    }
-    n
+    getrandom::fill(&mut n).map_err(|e| {
+        HandshakeError::AuthFailed(format!(
+            "the operating system gave no random numbers for the nonce ({e})"
+        ))
+    })?;
+    Ok(n)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -280,7 +272,7 @@ pub async fn host(
         }
         return Ok(peer);
     };
-    let my_nonce = nonce();
+    let my_nonce = nonce()?;
     io.send_line(&format!("{hello}{AUTH_TAG}{}", hex(&my_nonce)))
         .await?;
     if peer.id == me.id {
@@ -344,7 +336,7 @@ pub async fn client(
             use hmac::Mac;
             let host_nonce = unhex::<16>(nonce_hex)
                 .ok_or_else(|| HandshakeError::Unparsable(shorten(&line)))?;
-            let my_nonce = nonce();
+            let my_nonce = nonce()?;
             let mac = secret.mac("yoton-auth-client", &host_nonce, me.id, peer.id).finalize().into_bytes();
             io.send_line(&format!("AUTH {} {}", hex(&my_nonce), hex(&mac))).await?;
             let answer = io.recv_line().await?;
