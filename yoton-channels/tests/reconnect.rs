@@ -28,7 +28,7 @@ fn guest_reconnects_after_the_host_restarts() {
     let first = guest
         .connect_with_reconnect(&format!("127.0.0.1:{port}"), WAIT, policy)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the host to see the guest", || host.connection_count() == 1);
     state.send("running".into()).unwrap();
     publisher.send("before".into()).unwrap();
     assert_eq!(sub.recv_timeout(WAIT).unwrap().as_deref(), Some("before"));
