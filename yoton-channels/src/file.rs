@@ -34,6 +34,7 @@
 //! assert_eq!(lines, ["x = 42", "done"]);
 //! ```
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -353,7 +354,7 @@ impl FileWriter {
                 format!("invalid UTF-8: {n} byte(s) of an incomplete character left by an earlier write cannot be completed by a string"),
             ));
         }
-        self.send_text(text)
+        self.send_text(Cow::Borrowed(text))
     }
 
     /// Send each item as its own message, as the reference's `writelines` does: no
@@ -411,15 +412,16 @@ impl FileWriter {
         self.write_str("")
     }
 
-    /// Send one text, split into chunks when needed.
-    fn send_text(&self, text: &str) -> io::Result<()> {
+    /// Send one text, split into chunks when needed (an owned text that needs no
+    /// chunking is sent as it is, without a copy).
+    fn send_text(&self, text: Cow<'_, str>) -> io::Result<()> {
         if text.is_empty() {
             return Ok(());
         }
         if self.chunk_size == 0 {
-            return self.channel.send(text.to_owned()).map_err(io_error);
+            return self.channel.send(text.into_owned()).map_err(io_error);
         }
-        let mut rest = text;
+        let mut rest = text.as_ref();
         while !rest.is_empty() {
             let cut = rest
                 .char_indices()
@@ -471,7 +473,7 @@ impl Write for FileWriter {
                 (text, tail)
             }
         };
-        self.send_text(&text)?;
+        self.send_text(Cow::Owned(text))?;
         self.pending = tail;
         Ok(buf.len())
     }
