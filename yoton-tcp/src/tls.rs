@@ -47,23 +47,15 @@
 //! ```
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{CertificateError, OtherError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -72,6 +64,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use yoton_core::stream::RawStream;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
+use yoton_tls::{config, rustls_error, CaSource, IdentitySource, NotPinned, PinReport, Trust};
 
 use crate::{endpoint, resolve};
 
@@ -103,16 +96,6 @@ const MAX_PENDING: usize = 64;
 /// The first byte of a TLS record that carries a handshake message (a ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// The crypto provider (ring) of every configuration built here, chosen explicitly so
-/// that the process-wide default (or its absence) does not matter.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-// ---------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------
-
 /// Why a [`TlsTransport`] could not be built (certificates, keys, trust settings).
 /// Errors while connecting or listening are reported by the context as the reason of
 /// the failed `connect` or `bind`.
@@ -123,59 +106,9 @@ fn provider() -> Arc<CryptoProvider> {
 /// assert!(matches!(err, TlsError::NoPem { .. }));
 /// assert!(err.to_string().contains("no CERTIFICATE found"), "{err}");
 /// ```
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// PEM text without the expected section.
-    #[error("no {what} found in {origin}")]
-    NoPem {
-        /// The PEM section looked for (`CERTIFICATE`, `PRIVATE KEY`).
-        what: &'static str,
-        /// Where it was looked for.
-        origin: String,
-    },
-    /// Malformed PEM or key bytes.
-    #[error("invalid certificate or key in {origin}: {detail}")]
-    Pem {
-        /// Where.
-        origin: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// rustls refused a certificate, key or setting (e.g. a key that does not match
-    /// the certificate).
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    /// A fingerprint that is not 32 hex-encoded bytes.
-    #[error("invalid SHA-256 fingerprint {0:?}: expected 64 hex digits (colons allowed)")]
-    Fingerprint(String),
-    /// Nothing to verify servers against.
-    #[error(
-        "no trusted root certificate: keep webpki_roots on, add a CA with trust_ca_pem_file / \
-         trust_ca_pem / trust_ca_der, or pin the server certificate with pin_certificate"
-    )]
-    NoTrustAnchors,
-    /// Any other invalid setting.
-    #[error("{0}")]
-    Config(String),
-}
-
-// ---------------------------------------------------------------------------------
-// Fingerprints
-// ---------------------------------------------------------------------------------
+pub use yoton_tls::TlsError;
 
 /// The SHA-256 fingerprint of a DER-encoded certificate, as used for pinning.
-///
-/// Displayed as 32 upper-case hex pairs separated by colons, like
-/// `openssl x509 -noout -fingerprint -sha256` prints it; parsed from that form (with or
-/// without a `SHA256:` prefix) or from 64 plain hex digits.
 ///
 /// ```
 /// use yoton_tcp::Fingerprint;
@@ -185,273 +118,11 @@ pub enum TlsError {
 /// assert_eq!(text.parse::<Fingerprint>().unwrap(), fp);
 /// assert_eq!(text.replace(':', "").to_lowercase().parse::<Fingerprint>().unwrap(), fp);
 /// assert!("12:34".parse::<Fingerprint>().is_err());
+/// // The SHA-256 of nothing.
+/// assert!(Fingerprint::of(b"").to_string().starts_with("E3:B0:C4:42"));
+/// assert_eq!(Fingerprint([7; 32]).as_bytes(), &[7; 32]);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of these DER bytes.
-    ///
-    /// ```
-    /// let fp = yoton_tcp::Fingerprint::of(b"");
-    /// // The SHA-256 of nothing.
-    /// assert!(fp.to_string().starts_with("E3:B0:C4:42"));
-    /// ```
-    pub fn of(der: &[u8]) -> Fingerprint {
-        let digest = ring::digest::digest(&ring::digest::SHA256, der);
-        let mut out = [0u8; 32];
-        for (o, d) in out.iter_mut().zip(digest.as_ref()) {
-            *o = *d;
-        }
-        Fingerprint(out)
-    }
-
-    /// The 32 bytes.
-    ///
-    /// ```
-    /// let fp = yoton_tcp::Fingerprint([7; 32]);
-    /// assert_eq!(fp.as_bytes(), &[7; 32]);
-    /// ```
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
-
-impl FromStr for Fingerprint {
-    type Err = TlsError;
-
-    fn from_str(s: &str) -> Result<Fingerprint, TlsError> {
-        let bad = || TlsError::Fingerprint(s.to_owned());
-        let text = s.trim();
-        let text = text
-            .strip_prefix("SHA256:")
-            .or_else(|| text.strip_prefix("sha256:"))
-            .unwrap_or(text);
-        let digits: Vec<u8> = text
-            .bytes()
-            .filter(|c| !matches!(c, b':' | b' ' | b'-'))
-            .collect();
-        if digits.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
-            *o = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-        }
-        Ok(Fingerprint(out))
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Loading certificates and keys
-// ---------------------------------------------------------------------------------
-
-/// Where the server's certificate chain and key come from.
-enum IdentitySource {
-    PemFiles { cert: PathBuf, key: PathBuf },
-    Pem { cert: Vec<u8>, key: Vec<u8> },
-    Der { chain: Vec<Vec<u8>>, key: Vec<u8> },
-}
-
-impl fmt::Debug for IdentitySource {
-    // Never shows key material.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IdentitySource::PemFiles { cert, key } => f
-                .debug_struct("PemFiles")
-                .field("cert", cert)
-                .field("key", key)
-                .finish(),
-            IdentitySource::Pem { cert, .. } => f
-                .debug_struct("Pem")
-                .field("cert_bytes", &cert.len())
-                .field("key", &"<redacted>")
-                .finish(),
-            IdentitySource::Der { chain, .. } => f
-                .debug_struct("Der")
-                .field("certificates", &chain.len())
-                .field("key", &"<redacted>")
-                .finish(),
-        }
-    }
-}
-
-/// An extra trusted CA.
-#[derive(Debug)]
-enum CaSource {
-    PemFile(PathBuf),
-    Pem(Vec<u8>),
-    Der(Vec<u8>),
-}
-
-fn pem_err(origin: &str, e: rustls::pki_types::pem::Error) -> TlsError {
-    match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
-            what: "item",
-            origin: origin.to_owned(),
-        },
-        other => TlsError::Pem {
-            origin: origin.to_owned(),
-            detail: format!("{other:?}"),
-        },
-    }
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn certs_from_pem(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(origin, e))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoPem {
-            what: "CERTIFICATE",
-            origin: origin.to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-fn key_from_pem(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
-            what: "PRIVATE KEY",
-            origin: origin.to_owned(),
-        },
-        other => pem_err(origin, other),
-    })
-}
-
-impl IdentitySource {
-    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-        match self {
-            IdentitySource::PemFiles { cert, key } => {
-                let chain = certs_from_pem(&read_file(cert)?, &cert.display().to_string())?;
-                let key = key_from_pem(&read_file(key)?, &key.display().to_string())?;
-                Ok((chain, key))
-            }
-            IdentitySource::Pem { cert, key } => Ok((
-                certs_from_pem(cert, "the certificate PEM")?,
-                key_from_pem(key, "the key PEM")?,
-            )),
-            IdentitySource::Der { chain, key } => {
-                if chain.is_empty() {
-                    return Err(TlsError::Config(
-                        "certificate_der needs at least one certificate".into(),
-                    ));
-                }
-                let key = PrivateKeyDer::try_from(key.clone()).map_err(|e| TlsError::Pem {
-                    origin: "the DER private key".into(),
-                    detail: e.to_owned(),
-                })?;
-                let chain = chain
-                    .iter()
-                    .map(|c| CertificateDer::from(c.clone()))
-                    .collect();
-                Ok((chain, key))
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Verifying the server
-// ---------------------------------------------------------------------------------
-
-#[derive(Debug)]
-enum Mode {
-    WebPki(Arc<WebPkiServerVerifier>),
-    Pinned(Vec<Fingerprint>),
-    AcceptAny,
-}
-
-/// A server certificate whose fingerprint is not pinned.
-#[derive(Debug, thiserror::Error)]
-#[error("the server certificate's SHA-256 fingerprint {0} is not a pinned one")]
-struct NotPinned(Fingerprint);
-
-/// Verifies the server: by chain (the default), by pinned fingerprint, or not at all
-/// (development). Handshake signatures are always checked, so a pinned or accepted
-/// certificate still proves that the server holds its key.
-#[derive(Debug)]
-struct Verifier {
-    mode: Mode,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.mode {
-            Mode::WebPki(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            Mode::Pinned(pins) => {
-                let found = Fingerprint::of(end_entity);
-                if pins.contains(&found) {
-                    Ok(ServerCertVerified::assertion())
-                } else {
-                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                        OtherError(Arc::new(NotPinned(found))),
-                    )))
-                }
-            }
-            Mode::AcceptAny => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
+pub use yoton_tls::Fingerprint;
 
 // ---------------------------------------------------------------------------------
 // The transport and its builder
@@ -598,10 +269,7 @@ impl TlsTransport {
 /// ```
 pub struct TlsTransportBuilder {
     identity: Option<IdentitySource>,
-    webpki_roots: bool,
-    extra_cas: Vec<CaSource>,
-    pins: Vec<Fingerprint>,
-    accept_any: bool,
+    trust: Trust,
     server_name: Option<String>,
     handshake_timeout: Duration,
 }
@@ -610,10 +278,10 @@ impl fmt::Debug for TlsTransportBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsTransportBuilder")
             .field("identity", &self.identity)
-            .field("webpki_roots", &self.webpki_roots)
-            .field("extra_cas", &self.extra_cas.len())
-            .field("pins", &self.pins)
-            .field("accept_any_certificate", &self.accept_any)
+            .field("webpki_roots", &self.trust.webpki_roots)
+            .field("extra_cas", &self.trust.extra_cas.len())
+            .field("pins", &self.trust.pins)
+            .field("accept_any_certificate", &self.trust.accept_any)
             .field("server_name", &self.server_name)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
@@ -624,10 +292,7 @@ impl Default for TlsTransportBuilder {
     fn default() -> Self {
         TlsTransportBuilder {
             identity: None,
-            webpki_roots: true,
-            extra_cas: Vec::new(),
-            pins: Vec::new(),
-            accept_any: false,
+            trust: Trust::default(),
             server_name: None,
             handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
@@ -709,7 +374,7 @@ impl TlsTransportBuilder {
     /// assert!(matches!(err, yoton_tcp::TlsError::NoTrustAnchors));
     /// ```
     pub fn webpki_roots(mut self, on: bool) -> Self {
-        self.webpki_roots = on;
+        self.trust.webpki_roots = on;
         self
     }
 
@@ -723,7 +388,7 @@ impl TlsTransportBuilder {
     /// assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
     /// ```
     pub fn trust_ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.extra_cas.push(CaSource::PemFile(path.into()));
+        self.trust.extra_cas.push(CaSource::PemFile(path.into()));
         self
     }
 
@@ -738,7 +403,9 @@ impl TlsTransportBuilder {
     /// assert!(t.is_ok());
     /// ```
     pub fn trust_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
-        self.extra_cas.push(CaSource::Pem(pem.as_ref().to_vec()));
+        self.trust
+            .extra_cas
+            .push(CaSource::Pem(pem.as_ref().to_vec()));
         self
     }
 
@@ -753,7 +420,9 @@ impl TlsTransportBuilder {
     /// assert!(t.is_ok());
     /// ```
     pub fn trust_ca_der(mut self, der: impl AsRef<[u8]>) -> Self {
-        self.extra_cas.push(CaSource::Der(der.as_ref().to_vec()));
+        self.trust
+            .extra_cas
+            .push(CaSource::Der(der.as_ref().to_vec()));
         self
     }
 
@@ -770,7 +439,7 @@ impl TlsTransportBuilder {
     /// assert!(t.is_ok());
     /// ```
     pub fn pin_certificate(mut self, fingerprint: Fingerprint) -> Self {
-        self.pins.push(fingerprint);
+        self.trust.pins.push(fingerprint);
         self
     }
 
@@ -787,7 +456,7 @@ impl TlsTransportBuilder {
     /// assert!(format!("{t:?}").contains("accept_any_certificate: true"));
     /// ```
     pub fn dangerous_accept_any_certificate(mut self) -> Self {
-        self.accept_any = true;
+        self.trust.accept_any = true;
         self
     }
 
@@ -821,43 +490,6 @@ impl TlsTransportBuilder {
         self
     }
 
-    fn verifier(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<Verifier>, TlsError> {
-        let mode = if self.accept_any {
-            Mode::AcceptAny
-        } else if !self.pins.is_empty() {
-            Mode::Pinned(self.pins.clone())
-        } else {
-            let mut roots = RootCertStore::empty();
-            if self.webpki_roots {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-            for ca in &self.extra_cas {
-                let certs = match ca {
-                    CaSource::PemFile(p) => {
-                        certs_from_pem(&read_file(p)?, &p.display().to_string())?
-                    }
-                    CaSource::Pem(p) => certs_from_pem(p, "the CA PEM")?,
-                    CaSource::Der(d) => vec![CertificateDer::from(d.clone())],
-                };
-                for c in certs {
-                    roots.add(c)?;
-                }
-            }
-            if roots.is_empty() {
-                return Err(TlsError::NoTrustAnchors);
-            }
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| TlsError::Config(format!("certificate verifier: {e}")))?;
-            Mode::WebPki(webpki)
-        };
-        Ok(Arc::new(Verifier {
-            mode,
-            algorithms: provider.signature_verification_algorithms,
-        }))
-    }
-
     /// Load the certificates and keys and build the transport.
     ///
     /// ```
@@ -868,20 +500,16 @@ impl TlsTransportBuilder {
     /// assert!(err.to_string().contains("no CERTIFICATE found"), "{err}");
     /// ```
     pub fn build(self) -> Result<TlsTransport, TlsError> {
-        let provider = provider();
+        let provider = config::provider();
         let server_name = match &self.server_name {
             None => None,
             Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
                 TlsError::Config(format!("`{name}` is not a valid TLS server name: {e}"))
             })?),
         };
-        let verifier = self.verifier(&provider)?;
-        let client = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        if self.accept_any {
+        let verifier = self.trust.verifier(&provider, PinReport::Typed)?;
+        let client = config::client_config(&provider, rustls::DEFAULT_VERSIONS, verifier)?;
+        if self.trust.accept_any {
             tracing::warn!(
                 "yoton-tcp: dangerous_accept_any_certificate is set: tls:// servers are NOT \
                  verified; use only for development"
@@ -890,13 +518,10 @@ impl TlsTransportBuilder {
         let (server, certificate) = match &self.identity {
             None => (None, None),
             Some(source) => {
-                let (chain, key) = source.load()?;
-                let leaf = chain.first().map(|c| c.as_ref().to_vec());
-                let config = ServerConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
-                    .with_no_client_auth()
-                    .with_single_cert(chain, key)?;
-                (Some(TlsAcceptor::from(Arc::new(config))), leaf)
+                let identity = source.load()?;
+                let leaf = identity.leaf_der();
+                let server = config::server_config(&provider, rustls::DEFAULT_VERSIONS, identity)?;
+                (Some(TlsAcceptor::from(Arc::new(server))), leaf)
             }
         };
         Ok(TlsTransport {
@@ -905,7 +530,7 @@ impl TlsTransportBuilder {
                 server,
                 certificate,
                 server_name,
-                accept_any: self.accept_any,
+                accept_any: self.trust.accept_any,
                 handshake_timeout: self.handshake_timeout,
             }),
         })
@@ -928,11 +553,6 @@ pub fn install_tls(transport: TlsTransport) {
 // ---------------------------------------------------------------------------------
 // Explaining failures
 // ---------------------------------------------------------------------------------
-
-fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-}
 
 /// A failed client handshake, with what to do about it.
 fn describe_client_error(target: &str, name: &ServerName<'_>, e: &std::io::Error) -> String {
@@ -1256,19 +876,6 @@ impl Transport for TlsTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprint_forms() {
-        let fp = Fingerprint::of(b"abc");
-        // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            fp.to_string().replace(':', ""),
-            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
-        );
-        let with_prefix = format!("SHA256:{fp}");
-        assert_eq!(with_prefix.parse::<Fingerprint>().ok(), Some(fp));
-        assert!("zz".repeat(32).parse::<Fingerprint>().is_err());
-    }
 
     #[test]
     fn debug_hides_keys() {
