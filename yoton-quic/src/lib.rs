@@ -64,8 +64,6 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-mod error;
-mod tls;
 pub mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -82,10 +80,38 @@ use yoton_core::messages::RawMessages;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
 
-pub use error::QuicError;
-use tls::{CaSource, IdentitySource, Trust};
-pub use tls::{Fingerprint, ALPN};
 use wire::{AbortOnDrop, WireOptions};
+use yoton_tls::{config, CaSource, IdentitySource, PinReport, Trust};
+
+/// Why a [`QuicTransport`] could not be built (certificates, keys, trust). Errors
+/// while connecting or listening are reported by the context, with the same texts, as
+/// the reason of the failed `connect` or `bind`.
+///
+/// ```
+/// use yoton_quic::{QuicError, QuicTransport};
+/// let err = QuicTransport::builder().webpki_roots(false).build().unwrap_err();
+/// assert!(matches!(err, QuicError::NoTrustAnchors), "{err}");
+/// ```
+pub use yoton_tls::TlsError as QuicError;
+
+/// The SHA-256 fingerprint of a DER-encoded certificate, as used for pinning.
+///
+/// ```
+/// use yoton_quic::Fingerprint;
+/// let fp = Fingerprint::of(b"not really a certificate");
+/// let text = fp.to_string();
+/// assert_eq!(text.len(), 95);
+/// assert_eq!(text.parse::<Fingerprint>().unwrap(), fp);
+/// assert_eq!(text.replace(':', "").to_lowercase().parse::<Fingerprint>().unwrap(), fp);
+/// assert!("12:34".parse::<Fingerprint>().is_err());
+/// ```
+pub use yoton_tls::Fingerprint;
+
+/// The ALPN protocol name both ends announce.
+pub const ALPN: &[u8] = b"yoton";
+
+/// QUIC always runs TLS 1.3.
+const TLS_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// Default size above which a package goes on a stream of its own.
 pub const DEFAULT_LARGE_MESSAGE_THRESHOLD: usize = 64 * 1024;
@@ -193,7 +219,7 @@ impl QuicTransport {
     /// The server certificate as PEM text (to hand to clients as a trusted CA file for
     /// a CA-signed chain, or just to look at).
     pub fn certificate_pem(&self) -> Option<String> {
-        self.certificate_der().map(tls::pem_certificate)
+        self.certificate_der().map(yoton_tls::pem::certificate_pem)
     }
 
     /// The SHA-256 fingerprint of the server certificate, for clients to pin.
@@ -229,13 +255,7 @@ pub struct QuicTransportBuilder {
 impl Default for QuicTransportBuilder {
     fn default() -> Self {
         QuicTransportBuilder {
-            trust: Trust {
-                webpki_roots: true,
-                native_roots: false,
-                extra_cas: Vec::new(),
-                pins: Vec::new(),
-                accept_any: false,
-            },
+            trust: Trust::default(),
             server_name: None,
             identity: None,
             threshold: DEFAULT_LARGE_MESSAGE_THRESHOLD,
@@ -407,13 +427,10 @@ impl QuicTransportBuilder {
 
     /// Load the certificates and build the transport.
     pub fn build(self) -> Result<QuicTransport, QuicError> {
-        let provider = tls::provider();
-        let verifier = self.trust.verifier(&provider)?;
-        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+        let provider = config::provider();
+        // quinn passes on only the text of a refused certificate.
+        let verifier = self.trust.verifier(&provider, PinReport::Text)?;
+        let mut client_tls = config::client_config(&provider, TLS_VERSIONS, verifier)?;
         client_tls.alpn_protocols = vec![ALPN.to_vec()];
         let client_quic = QuicClientConfig::try_from(client_tls)
             .map_err(|e| QuicError::Config(format!("QUIC client configuration: {e}")))?;
@@ -428,12 +445,9 @@ impl QuicTransportBuilder {
         let (server, certificate) = match &self.identity {
             None => (None, None),
             Some(source) => {
-                let id = source.load()?;
-                let leaf = id.chain.first().map(|c| c.as_ref().to_vec());
-                let mut server_tls = rustls::ServerConfig::builder_with_provider(provider)
-                    .with_protocol_versions(&[&rustls::version::TLS13])?
-                    .with_no_client_auth()
-                    .with_single_cert(id.chain, id.key)?;
+                let identity = source.load()?;
+                let leaf = identity.leaf_der();
+                let mut server_tls = config::server_config(&provider, TLS_VERSIONS, identity)?;
                 server_tls.alpn_protocols = vec![ALPN.to_vec()];
                 let server_quic = QuicServerConfig::try_from(server_tls)
                     .map_err(|e| QuicError::Config(format!("QUIC server configuration: {e}")))?;
