@@ -112,7 +112,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
 
-pub use tls::{provider, WsTransportBuilder};
+pub use tls::WsTransportBuilder;
+/// The crypto provider used for configurations built here (ring), chosen explicitly so
+/// that the process-wide default (or its absence) does not matter.
+pub use yoton_tls::provider;
 
 /// Re-exported rustls, for building your own configurations.
 pub use rustls;

@@ -1,23 +1,15 @@
-//! TLS settings for `wss://`: the builder of [`crate::WsTransport`], certificate
-//! loading and the (development only) verifier that accepts any certificate.
+//! TLS settings for `wss://`: the builder of [`crate::WsTransport`]. Certificates are
+//! loaded and verified with yoton-tls; the errors keep this crate's words.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use yoton_tls::{config, pem, provider, roots, Identity, ServerVerifier, TlsError};
 
 use crate::{Error, Settings, WsTransport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WS_MESSAGE};
-
-/// The crypto provider used for configurations built here (ring), chosen explicitly so
-/// that the process-wide default (or its absence) does not matter.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 enum ServerSource {
     PemFiles {
@@ -224,27 +216,17 @@ impl WsTransportBuilder {
             Some(ServerSource::Config(c)) => Some(c),
             Some(ServerSource::Der { chain, key }) => Some(server_config(chain, key)?),
             Some(ServerSource::Pem { cert, key }) => {
-                let chain = certs_from_pem(&cert, "the server certificate PEM")?;
-                let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| Error::Pem {
-                    what: "private key",
-                    origin: "the server key PEM".into(),
-                    reason: e.to_string(),
-                })?;
+                let chain = pem::certs_from_pem(&cert, "the server certificate PEM")
+                    .map_err(|e| load_error(e, "certificates", "certificates"))?;
+                let key = pem::key_from_pem(&key, "the server key PEM")
+                    .map_err(|e| load_error(e, "private key", "private key"))?;
                 Some(server_config(chain, key)?)
             }
             Some(ServerSource::PemFiles { cert, key }) => {
-                let where_ = cert.display().to_string();
-                let data = std::fs::read(&cert).map_err(|e| Error::Pem {
-                    what: "certificate chain",
-                    origin: where_.clone(),
-                    reason: e.to_string(),
-                })?;
-                let chain = certs_from_pem(&data, &where_)?;
-                let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| Error::Pem {
-                    what: "private key",
-                    origin: key.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                let chain = pem::certs_from_pem_file(&cert)
+                    .map_err(|e| load_error(e, "certificate chain", "certificates"))?;
+                let key = pem::key_from_pem_file(&key)
+                    .map_err(|e| load_error(e, "private key", "private key"))?;
                 Some(server_config(chain, key)?)
             }
         };
@@ -252,41 +234,29 @@ impl WsTransportBuilder {
             Some(c) => c,
             None if self.accept_invalid => {
                 let p = provider();
-                let c = ClientConfig::builder_with_provider(p.clone())
-                    .with_safe_default_protocol_versions()?
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(p)))
-                    .with_no_client_auth();
+                let verifier = ServerVerifier::accept_any(&p);
+                let c = config::client_config(&p, rustls::DEFAULT_VERSIONS, verifier)
+                    .map_err(refused)?;
                 Arc::new(c)
             }
             None => {
                 let mut roots = RootCertStore::empty();
                 if self.webpki_roots {
-                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                    roots::add_webpki_roots(&mut roots);
                 }
                 if self.native_roots {
-                    let found = rustls_native_certs::load_native_certs();
-                    if found.certs.is_empty() && !found.errors.is_empty() {
-                        let errors: Vec<String> =
-                            found.errors.iter().map(|e| e.to_string()).collect();
-                        return Err(Error::NativeRoots(errors.join("; ")));
+                    let found = roots::add_native_roots(&mut roots);
+                    if found.failed() {
+                        return Err(Error::NativeRoots(found.errors.join("; ")));
                     }
-                    roots.add_parsable_certificates(found.certs);
                 }
                 for r in self.roots {
                     let certs = match r {
-                        RootSource::Der(c) => vec![c],
-                        RootSource::Pem(p) => certs_from_pem(&p, "a root certificate PEM")?,
-                        RootSource::PemFile(path) => {
-                            let where_ = path.display().to_string();
-                            let data = std::fs::read(&path).map_err(|e| Error::Pem {
-                                what: "root certificates",
-                                origin: where_.clone(),
-                                reason: e.to_string(),
-                            })?;
-                            certs_from_pem(&data, &where_)?
-                        }
-                    };
+                        RootSource::Der(c) => Ok(vec![c]),
+                        RootSource::Pem(p) => pem::certs_from_pem(&p, "a root certificate PEM"),
+                        RootSource::PemFile(path) => pem::certs_from_pem_file(&path),
+                    }
+                    .map_err(|e| load_error(e, "root certificates", "certificates"))?;
                     for c in certs {
                         roots.add(c)?;
                     }
@@ -310,90 +280,51 @@ impl WsTransportBuilder {
     }
 }
 
-fn certs_from_pem(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Pem {
-            what: "certificates",
-            origin: source.to_owned(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(Error::Pem {
-            what: "certificates",
-            origin: source.to_owned(),
-            reason: "no `BEGIN CERTIFICATE` block found".into(),
-        });
-    }
-    Ok(certs)
-}
-
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, Error> {
-    let c = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let identity = Identity { chain, key };
+    let c =
+        config::server_config(&provider(), rustls::DEFAULT_VERSIONS, identity).map_err(refused)?;
     Ok(Arc::new(c))
 }
 
-/// Accepts any certificate, but still checks the handshake signatures with it.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// rustls refused a configuration.
+fn refused(e: TlsError) -> Error {
+    match e {
+        TlsError::Tls(e) => Error::Tls(e),
+        other => Error::Setting(other.to_string()),
     }
+}
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+/// A certificate or key that could not be loaded, in this crate's words: `file` is
+/// what a file that cannot be read should have held, `parsed` what did not parse.
+fn load_error(e: TlsError, file: &'static str, parsed: &'static str) -> Error {
+    let (what, origin, reason) = match e {
+        TlsError::Read { path, source } => (file, path.display().to_string(), source.to_string()),
+        TlsError::NoPem {
+            what: "CERTIFICATE",
+            origin,
+        } => (
+            parsed,
+            origin,
+            "no `BEGIN CERTIFICATE` block found".to_owned(),
+        ),
+        TlsError::NoPem { origin, .. } => (parsed, origin, "no items found".to_owned()),
+        TlsError::Pem { origin, detail } => (parsed, origin, detail),
+        other => return refused(other),
+    };
+    Error::Pem {
+        what,
+        origin,
+        reason,
     }
 }
 
 /// A TLS error of a client connection, with advice for the usual certificate problems.
 pub(crate) fn describe_client_error(target: &str, e: &std::io::Error) -> String {
-    let advice = match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
+    let advice = match yoton_tls::rustls_error(e) {
         Some(rustls::Error::InvalidCertificate(ce)) => match ce {
             rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
                 " (the server's certificate does not chain to a trusted root: add its CA with \
