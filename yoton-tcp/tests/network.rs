@@ -299,6 +299,37 @@ async fn listen_accepts_many_peers_and_routes_between_them() {
     inboxes[0].assert_quiet(Duration::from_millis(200)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_listener_ends_waiting_accepts_and_keeps_its_connections() {
+    let hub = ctx();
+    let listener = std::sync::Arc::new(hub.listen_async("127.0.0.1:0").await.unwrap());
+    let addr = format!("127.0.0.1:{}", listener.local().port);
+    let leaf = ctx();
+    leaf.connect_async(&addr, WAIT).await.unwrap();
+    let conn = listener.accept_async(WAIT).await.unwrap();
+    let waiting = tokio::spawn({
+        let listener = listener.clone();
+        async move { listener.accept_async(Duration::from_secs(60)).await }
+    });
+    listener.close();
+    let got = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("accept still waiting after close")
+        .unwrap();
+    assert!(
+        matches!(got, Err(yoton_core::Error::Closed(_))),
+        "{:?}",
+        got.map(|c| c.name())
+    );
+    // No new peers; the one already there stays.
+    let late = ctx();
+    assert!(late
+        .connect_async(&addr, Duration::from_millis(500))
+        .await
+        .is_err());
+    assert!(conn.is_connected());
+}
+
 #[test]
 fn blocking_api_from_a_plain_thread() {
     let (a, b) = (ctx(), ctx());

@@ -231,4 +231,32 @@ async fn a_relay_discards_for_a_peer_that_never_reads_and_serves_the_others() {
             .all(|c| c.discarded() == 0),
         "a well-behaved peer lost packages"
     );
+
+    // Context messages from a peer are forwarded too, and obey the same bound (only a
+    // context's own are exempt): a peer flooding them cannot grow the relay's queue.
+    let before = dead.discarded();
+    for i in 0..n {
+        let mut p = numbered(yoton_core::package::SLOT_CONTEXT, i);
+        p.payload = p.payload.slice(..); // junk that no context message matches
+        a.send_async(p).await.unwrap();
+        if i % 256 == 255 {
+            a.flush_async(WAIT).await.unwrap();
+        }
+    }
+    a.flush_async(WAIT).await.unwrap();
+    let t0 = std::time::Instant::now();
+    while dead.discarded() < before + n / 2 && t0.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "relay: {n} context messages from a peer; towards the peer that never reads: \
+         queued {} KiB, discarded {}",
+        dead.queued_bytes() >> 10,
+        dead.discarded() - before
+    );
+    assert!(dead.queued_bytes() <= HARD_BYTES + PAYLOAD);
+    assert!(
+        dead.discarded() >= before + n / 2,
+        "forwarded context messages queued"
+    );
 }
