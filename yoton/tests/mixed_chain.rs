@@ -62,7 +62,6 @@ fn pubsub_reqrep_and_state_cross_tcp_quic_ws_inproc() {
     for conn in [&ab, &bc, &cd, &de] {
         conn.wait_connected(WAIT).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(300)); // NEW_CONNECTION resends settle
 
     // pub/sub A -> E, in order.
     for i in 0..200 {
@@ -84,15 +83,20 @@ fn pubsub_reqrep_and_state_cross_tcp_quic_ws_inproc() {
 
     // state both ways.
     state_a.send("from a".into()).unwrap();
-    let t0 = Instant::now();
-    while state_e.recv().as_deref() != Some("from a") {
-        assert!(t0.elapsed() < WAIT, "state did not cross the chain");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("the state to cross the chain", || {
+        state_e.recv().as_deref() == Some("from a")
+    });
     state_e.send("from e".into()).unwrap();
+    wait_for("the state to cross back", || {
+        state_a.recv().as_deref() == Some("from e")
+    });
+}
+
+/// Poll `f` (every 5 ms) until it holds; fails after `WAIT`.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
-    while state_a.recv().as_deref() != Some("from e") {
-        assert!(t0.elapsed() < WAIT, "state did not cross back");
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
