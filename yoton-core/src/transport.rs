@@ -150,3 +150,64 @@ impl std::fmt::Debug for Registry {
             .finish()
     }
 }
+
+/// How many transport-level handshakes (TLS, WebSocket upgrade, QUIC) a listener runs
+/// at once; clients beyond are refused at once, so that silent or slow clients cannot
+/// pile up tasks and memory.
+pub const MAX_TRANSPORT_HANDSHAKES: usize = 64;
+
+/// The transport-level handshakes of one listener, each in a task of its own (a slow
+/// client does not hold up the others), at most a limit at once. Dropping it stops
+/// the handshakes in progress.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use yoton_core::transport::Handshakes;
+/// let mut h = Handshakes::new(1);
+/// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+/// // One in progress (it waits for `tx`)...
+/// assert!(h.try_spawn(rx, |rx| async move { let _ = rx.await; }).is_ok());
+/// // ... so the next client is handed back, to be refused.
+/// assert_eq!(h.try_spawn("client 2", |_| async {}).unwrap_err(), "client 2");
+/// drop(tx);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Handshakes {
+    slots: Arc<tokio::sync::Semaphore>,
+    tasks: tokio::task::JoinSet<()>,
+    limit: usize,
+}
+
+impl Handshakes {
+    /// At most `limit` handshakes at once.
+    pub fn new(limit: usize) -> Self {
+        Handshakes {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            tasks: tokio::task::JoinSet::new(),
+            limit,
+        }
+    }
+
+    /// Run `handshake(client)` in its own task, unless the limit is reached: then the
+    /// client comes back (and a warning names the limit) for the caller to refuse.
+    pub fn try_spawn<T, F>(&mut self, client: T, handshake: impl FnOnce(T) -> F) -> Result<(), T>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        while self.tasks.try_join_next().is_some() {}
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = self.limit,
+                "too many handshakes in progress; refused a new client"
+            );
+            return Err(client);
+        };
+        let fut = handshake(client);
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            fut.await;
+        });
+        Ok(())
+    }
+}

@@ -74,10 +74,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use yoton_core::messages::RawMessages;
-use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
+use yoton_core::transport::{
+    Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
+};
 use yoton_core::{Address, Endpoint};
 
 use wire::{AbortOnDrop, WireOptions};
@@ -121,8 +122,6 @@ pub const DEFAULT_MAX_CONCURRENT_LARGE: u32 = 8;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a QUIC (TLS) handshake may take at a listener.
 const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// QUIC handshakes in progress per listener above which new ones are refused.
-const MAX_PENDING: usize = 64;
 /// Per-stream receive window.
 const STREAM_WINDOW: u32 = 4 << 20;
 
@@ -551,21 +550,11 @@ impl TransportListener for Listening {
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, wire: WireOptions, tx: mpsc::Sender<RawMessages>) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING));
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
     while let Some(incoming) = endpoint.accept().await {
-        while handshakes.try_join_next().is_some() {}
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::warn!(
-                limit = MAX_PENDING,
-                "too many QUIC handshakes in progress; refused a new one"
-            );
-            incoming.refuse();
-            continue;
-        };
-        let (endpoint, tx) = (endpoint.clone(), tx.clone());
-        handshakes.spawn(async move {
-            let _permit = permit;
+        let (endpoint2, tx) = (endpoint.clone(), tx.clone());
+        let started = handshakes.try_spawn(incoming, |incoming| async move {
+            let endpoint = endpoint2;
             let remote = incoming.remote_address();
             let established = async {
                 let conn = incoming.accept()?.await?;
@@ -589,6 +578,9 @@ async fn accept_loop(endpoint: quinn::Endpoint, wire: WireOptions, tx: mpsc::Sen
                 Err(_) => tracing::info!(peer = %remote, "QUIC handshake timed out"),
             }
         });
+        if let Err(incoming) = started {
+            incoming.refuse();
+        }
     }
 }
 

@@ -58,11 +58,13 @@ use rustls::pki_types::ServerName;
 use rustls::{CertificateError, OtherError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use yoton_core::stream::RawStream;
-use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
+use yoton_core::transport::{
+    Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
+};
 use yoton_core::{Address, Endpoint};
 use yoton_tls::{config, rustls_error, CaSource, IdentitySource, NotPinned, PinReport, Trust};
 
@@ -89,9 +91,6 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// assert!(yoton_tcp::tls::NOT_TLS_ANSWER.starts_with("ERROR: this is Yoton"));
 /// ```
 pub const NOT_TLS_ANSWER: &str = "ERROR: this is Yoton over TLS; connect with tls://\r\n";
-
-/// TLS handshakes in progress per listener above which new sockets are dropped.
-const MAX_PENDING: usize = 64;
 
 /// The first byte of a TLS record that carries a handshake message (a ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -649,7 +648,7 @@ struct Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        // Stops accepting and the handshakes in progress (their JoinSet is dropped).
+        // Stops accepting and the handshakes in progress (Handshakes is dropped).
         self.task.abort();
     }
 }
@@ -678,10 +677,8 @@ async fn accept_loop(
     timeout: Duration,
     tx: mpsc::Sender<Ready>,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING));
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
     loop {
-        while handshakes.try_join_next().is_some() {}
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -693,16 +690,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::warn!(
-                limit = MAX_PENDING,
-                "too many TLS handshakes in progress; dropped a new socket"
-            );
-            continue;
-        };
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        handshakes.spawn(async move {
-            let _permit = permit;
+        // Over the limit the socket comes back and is dropped (closed) at once.
+        let _ = handshakes.try_spawn(stream, |stream| async move {
             let peer = stream.peer_addr().map(endpoint).unwrap_or_default();
             match tokio::time::timeout(timeout, server_side(stream, acceptor)).await {
                 Ok(Ok(raw)) => {

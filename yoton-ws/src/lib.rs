@@ -107,9 +107,11 @@ use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
+use yoton_core::transport::{
+    Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
+};
 use yoton_core::{Address, Endpoint};
 
 pub use tls::WsTransportBuilder;
@@ -329,8 +331,9 @@ impl TransportListener for Listening {
 }
 
 /// Accept TCP connections; each gets its own task for TLS and the upgrade (bounded by
-/// the handshake time-out), so a slow client does not hold up others. Dropping the
-/// task (when the listener is dropped) stops the handshakes in progress too.
+/// the handshake time-out, at most [`MAX_TRANSPORT_HANDSHAKES`] at once: more sockets
+/// are closed at once), so a slow client does not hold up others. Dropping the task
+/// (when the listener is dropped) stops the handshakes in progress too.
 async fn accept_loop(
     listener: TcpListener,
     transport: WsTransport,
@@ -338,9 +341,8 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     tx: mpsc::Sender<Ready>,
 ) {
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
     loop {
-        while handshakes.try_join_next().is_some() {}
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -352,7 +354,8 @@ async fn accept_loop(
             }
         };
         let (transport, path, tls, tx) = (transport.clone(), path.clone(), tls.clone(), tx.clone());
-        handshakes.spawn(async move {
+        // Over the limit the socket comes back and is dropped (closed) at once.
+        let _ = handshakes.try_spawn(stream, |stream| async move {
             let timeout = transport.inner.handshake_timeout;
             match tokio::time::timeout(timeout, server_side(stream, &transport, &path, tls)).await {
                 Ok(Ok(raw)) => {

@@ -211,6 +211,44 @@ async fn wrong_path_gets_404_and_bind_keeps_waiting() {
     assert_eq!(host.peer_id(), peer.id());
 }
 
+/// Silent clients (a TCP connection and no upgrade request) take at most
+/// `MAX_TRANSPORT_HANDSHAKES` upgrade tasks: the sockets beyond are closed at once
+/// instead of piling up until their time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_beyond_the_handshake_limit_are_closed_at_once() {
+    use yoton_core::transport::MAX_TRANSPORT_HANDSHAKES;
+    let ctx = ws_ctx();
+    let listener = ctx.listen_async("ws://127.0.0.1:0").await.unwrap();
+    let port = listener.local().port;
+    let extra = 10;
+    let mut silent = Vec::new();
+    for _ in 0..MAX_TRANSPORT_HANDSHAKES + extra {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // The last ones were refused: they see the end of the stream well before the
+    // handshake time-out.
+    let mut closed = 0;
+    for s in silent.iter_mut().rev().take(extra) {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, extra, "sockets beyond the limit were kept open");
+    // The first ones are still waiting (inside the limit).
+    let mut b = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), silent[0].read(&mut b))
+            .await
+            .is_err(),
+        "a socket inside the limit was closed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_paths_from_the_address_and_the_builder() {
     let a = ws_ctx();
