@@ -94,6 +94,12 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether this is the goodbye signal: an empty package with source_seq 1 (on any
+    /// slot, as the reference reads it). Every transport asks this one predicate.
+    pub fn is_goodbye(&self) -> bool {
+        self.length == 0 && self.source_seq == 1
+    }
+
     /// Encode, control word first.
     pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
         let mut out = [0u8; HEADER_SIZE];
@@ -181,12 +187,10 @@ fn signal_header(seq: u64) -> [u8; HEADER_SIZE] {
 /// is goodbye, anything else (0 is the heartbeat) counts as a heartbeat, as in the
 /// reference, which discards other empty packages.
 pub fn frame_from_parts(h: Header, payload: Bytes) -> Frame {
-    if h.length == 0 {
-        if h.source_seq == 1 {
-            Frame::Goodbye
-        } else {
-            Frame::Heartbeat
-        }
+    if h.is_goodbye() {
+        Frame::Goodbye
+    } else if h.length == 0 {
+        Frame::Heartbeat
     } else {
         Frame::Package(Package {
             slot: h.slot,

@@ -65,7 +65,7 @@ use yoton_core::codec::CodecError;
 use yoton_core::handshake::MAX_LINE;
 use yoton_core::link::LinkError;
 use yoton_core::messages::{MessageReader, MessageWriter, RawMessages};
-use yoton_core::package::{Header, CONTROL, HEADER_SIZE, SLOT_SIGNAL};
+use yoton_core::package::{Header, CONTROL, HEADER_SIZE};
 use yoton_core::Endpoint;
 
 /// Control word of a reference to a package that travels on its own stream.
@@ -395,11 +395,12 @@ pub(crate) struct QuicReader {
     _endpoint: quinn::Endpoint,
 }
 
+/// A message that is only a header saying goodbye (core's rule, whatever the slot).
 fn is_goodbye(m: &[u8]) -> bool {
-    // slot 1, source_seq 1, length 0
-    m.len() == HEADER_SIZE
-        && m.get(8..16) == Some(&SLOT_SIGNAL.to_le_bytes()[..])
-        && m.get(24..32) == Some(&1u64.to_le_bytes()[..])
+    <&[u8; HEADER_SIZE]>::try_from(m)
+        .ok()
+        .and_then(|h| Header::from_bytes(h).ok())
+        .is_some_and(|h| h.is_goodbye())
 }
 
 fn slot_of(m: &[u8]) -> u64 {
@@ -693,6 +694,31 @@ pub(crate) fn raw_messages(
 mod tests {
     use super::*;
     use yoton_core::package::{Frame, Package};
+
+    #[test]
+    fn goodbye_is_core_s_rule_on_any_slot() {
+        let signal = |slot, source_seq| {
+            Header {
+                slot,
+                source_id: 0,
+                source_seq,
+                dest_id: 0,
+                dest_seq: 0,
+                length: 0,
+            }
+            .to_bytes()
+        };
+        assert!(is_goodbye(&wire(&Frame::Goodbye)));
+        assert!(
+            is_goodbye(&signal(99, 1)),
+            "an empty seq-1 package on slot 99"
+        );
+        assert!(!is_goodbye(&wire(&Frame::Heartbeat)));
+        assert!(!is_goodbye(&signal(99, 2)));
+        let mut with_payload = signal(1, 1).to_vec();
+        with_payload.push(0);
+        assert!(!is_goodbye(&with_payload));
+    }
 
     fn wire(f: &Frame) -> Vec<u8> {
         let mut v = f.header().to_vec();
