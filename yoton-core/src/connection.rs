@@ -13,9 +13,12 @@ use tokio::task::JoinHandle;
 
 use crate::context::ContextInner;
 use crate::error::{Error, Result};
-use crate::link::{Endpoint, Link, LinkReader, LinkWriter};
-use crate::package::{Frame, Package, SLOT_CONTEXT};
+use bytes::BytesMut;
+
+use crate::link::{Endpoint, Link, LinkReader, LinkWriter, Outgoing};
+use crate::package::{Frame, Package, HEADER_SIZE, SLOT_CONTEXT};
 use crate::router::LinkId;
+use crate::stream::COPY_THRESHOLD;
 
 /// A sender that has had nothing to send for this long sends a heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
@@ -117,11 +120,20 @@ impl Pushed {
 }
 
 struct Queue {
-    frames: VecDeque<Frame>,
-    /// Frames taken by the writer and not yet written.
+    /// In order: runs of small packages in wire encoding, large packages, signals.
+    items: VecDeque<Outgoing>,
+    /// Small packages queued after the last item, already in wire encoding (encoded
+    /// here, in the sender's thread, so the writer only hands bytes to the link and
+    /// a payload is freed by the thread that made it).
+    open: BytesMut,
+    /// Entries (packages and signals) queued and not yet taken by the writer.
+    queued: usize,
+    /// Entries taken by the writer and not yet written.
     in_flight: usize,
-    /// Payload bytes in `frames` and in flight.
+    /// Payload bytes queued and in flight.
     bytes: usize,
+    /// Of those, in flight.
+    bytes_in_flight: usize,
     pushed: u64,
     written: u64,
     /// Set once the goodbye is queued (or the connection died): nothing more is accepted.
@@ -134,9 +146,60 @@ struct Queue {
 
 impl Queue {
     fn len(&self) -> usize {
-        self.frames.len() + self.in_flight
+        self.queued + self.in_flight
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.open.is_empty()
+    }
+
+    /// Queue a frame: small packages join the open run, anything else closes it.
+    fn push(&mut self, frame: Frame) {
+        self.bytes += frame.payload().len();
+        self.queued += 1;
+        self.pushed += 1;
+        if let Frame::Package(p) = &frame {
+            if p.payload.len() <= COPY_THRESHOLD {
+                let need = HEADER_SIZE + p.payload.len();
+                if self.open.capacity() - self.open.len() < need {
+                    self.open.reserve(need.max(OPEN_RUN_CHUNK));
+                }
+                p.encode_into(&mut self.open);
+                return;
+            }
+        }
+        self.close_run();
+        self.items.push_back(Outgoing::Frame(frame));
+    }
+
+    fn close_run(&mut self) {
+        if !self.open.is_empty() {
+            self.items
+                .push_back(Outgoing::Encoded(self.open.split().freeze()));
+        }
+    }
+
+    /// Everything queued, for the writer.
+    fn take(&mut self, batch: &mut Vec<Outgoing>) {
+        self.close_run();
+        batch.extend(self.items.drain(..));
+        self.in_flight += self.queued;
+        self.queued = 0;
+        self.bytes_in_flight = self.bytes;
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.open.clear();
+        self.queued = 0;
+        self.in_flight = 0;
+        self.bytes = 0;
+        self.bytes_in_flight = 0;
     }
 }
+
+/// Room reserved at a time for the open run of encoded packages.
+const OPEN_RUN_CHUNK: usize = 64 * 1024;
 
 type Callback = Arc<dyn Fn(&Connection, &ConnectionEvent) + Send + Sync>;
 
@@ -224,9 +287,12 @@ impl Connection {
                 }),
                 status: watch::Sender::new(status),
                 queue: Mutex::new(Queue {
-                    frames: VecDeque::new(),
+                    items: VecDeque::new(),
+                    open: BytesMut::new(),
+                    queued: 0,
                     in_flight: 0,
                     bytes: 0,
+                    bytes_in_flight: 0,
                     pushed: 0,
                     written: 0,
                     sealed: false,
@@ -439,11 +505,9 @@ impl Connection {
     /// everything queued when it wakes and re-checks before it sleeps: once per batch
     /// is enough). True when a local sender should now wait for room.
     fn enqueue(&self, mut q: parking_lot::MutexGuard<'_, Queue>, frame: Frame) -> bool {
-        q.bytes += frame.payload().len();
-        q.frames.push_back(frame);
-        q.pushed += 1;
+        let first = q.is_empty();
+        q.push(frame);
         let wait = !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes);
-        let first = q.frames.len() == 1;
         drop(q);
         if first {
             self.shared.wake_writer.notify_one();
@@ -505,7 +569,7 @@ impl Connection {
                 let notified = self.shared.progress.notified();
                 {
                     let q = self.shared.queue.lock();
-                    if q.written >= target || (q.sealed && q.frames.is_empty()) {
+                    if q.written >= target || (q.sealed && q.is_empty()) {
                         return;
                     }
                 }
@@ -663,9 +727,7 @@ impl Connection {
         {
             let mut q = self.shared.queue.lock();
             q.sealed = true;
-            q.frames.clear();
-            q.in_flight = 0;
-            q.bytes = 0;
+            q.clear();
         }
         self.shared.ends.lock().reason = Some(reason.to_owned());
         for t in self.shared.tasks.lock().drain(..) {
@@ -806,16 +868,16 @@ fn deliver(conn: &Connection, frames: &mut Vec<Frame>) -> bool {
 
 async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
     let shared = &conn.shared;
-    let mut batch: Vec<Frame> = Vec::with_capacity(64);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(64);
     loop {
-        {
-            let mut q = shared.queue.lock();
-            batch.extend(q.frames.drain(..));
-            q.in_flight = batch.len();
-        }
+        shared.queue.lock().take(&mut batch);
         if batch.is_empty() {
             let notified = shared.wake_writer.notified();
-            if shared.queue.lock().sealed && shared.queue.lock().frames.is_empty() {
+            let done = {
+                let q = shared.queue.lock();
+                q.sealed && q.is_empty()
+            };
+            if done {
                 let _ = writer.shutdown().await;
                 // Keep the task alive until the connection finishes closing.
                 std::future::pending::<()>().await;
@@ -824,25 +886,22 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
                 .await
                 .is_err()
             {
-                batch.push(Frame::Heartbeat);
+                batch.push(Outgoing::Frame(Frame::Heartbeat));
             }
             continue;
         }
-        let n = batch
-            .iter()
-            .filter(|f| !matches!(f, Frame::Heartbeat))
-            .count() as u64;
-        if let Err(e) = writer.write_frames(&batch).await {
+        if let Err(e) = writer.write_batch(&batch).await {
             conn.close_on_problem(&e.to_string());
             return;
         }
-        let bytes: usize = batch.iter().map(|f| f.payload().len()).sum();
         batch.clear();
         {
             let mut q = shared.queue.lock();
-            q.written += n;
+            q.written += q.in_flight as u64;
             q.in_flight = 0;
-            q.bytes = q.bytes.saturating_sub(bytes);
+            // What is still queued was counted after the take.
+            q.bytes = q.bytes.saturating_sub(q.bytes_in_flight);
+            q.bytes_in_flight = 0;
             if q.stalled && !shared.limits.soft_reached(q.len(), q.bytes) {
                 q.stalled = false;
             }
@@ -859,5 +918,77 @@ mod tests {
     fn discard_warnings_come_at_powers_of_ten() {
         let warned: Vec<u64> = (0..=100_000).filter(|&n| is_power_of_ten(n)).collect();
         assert_eq!(warned, [1, 10, 100, 1000, 10_000, 100_000]);
+    }
+
+    fn empty_queue() -> Queue {
+        Queue {
+            items: VecDeque::new(),
+            open: BytesMut::new(),
+            queued: 0,
+            in_flight: 0,
+            bytes: 0,
+            bytes_in_flight: 0,
+            pushed: 0,
+            written: 0,
+            sealed: false,
+            stalled: false,
+        }
+    }
+
+    /// Decode what a byte stream would carry for this batch.
+    fn wire(batch: &[Outgoing]) -> Vec<Frame> {
+        use tokio_util::codec::Decoder;
+        let mut buf = BytesMut::new();
+        for item in batch {
+            match item {
+                Outgoing::Encoded(b) => buf.extend_from_slice(b),
+                Outgoing::Frame(f) => {
+                    buf.extend_from_slice(&f.header());
+                    buf.extend_from_slice(f.payload());
+                }
+            }
+        }
+        let mut codec = crate::PackageCodec::default();
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            out.push(f);
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn small_packages_are_encoded_in_runs_and_order_is_kept() {
+        let mut q = empty_queue();
+        let small = |i: u8| Frame::Package(Package::new(u64::from(i), vec![i; 10]));
+        let large = Frame::Package(Package::new(99, vec![7u8; COPY_THRESHOLD + 1]));
+        let frames = vec![
+            small(1),
+            small(2),
+            large.clone(),
+            small(3),
+            Frame::Goodbye,
+            small(4),
+        ];
+        for f in frames.clone() {
+            q.push(f);
+        }
+        assert_eq!(q.len(), 6);
+        assert_eq!(q.bytes, 4 * 10 + COPY_THRESHOLD + 1);
+        let mut batch = Vec::new();
+        q.take(&mut batch);
+        // Two small ones in one run, the large one by reference, one small, the
+        // goodbye, the last small one: five items for six entries.
+        assert_eq!(batch.len(), 5);
+        assert!(matches!(&batch[0], Outgoing::Encoded(b) if b.len() == 2 * (HEADER_SIZE + 10)));
+        assert_eq!(batch[1], Outgoing::Frame(large));
+        assert_eq!(batch[3], Outgoing::Frame(Frame::Goodbye));
+        assert_eq!(wire(&batch), frames);
+        // Taken: in flight until written, still counted against the limits.
+        assert!(q.is_empty());
+        assert_eq!((q.queued, q.in_flight, q.len()), (0, 6, 6));
+        assert_eq!(q.bytes_in_flight, q.bytes);
+        q.push(small(5));
+        assert_eq!(q.len(), 7);
     }
 }

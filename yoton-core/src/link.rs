@@ -2,6 +2,7 @@
 //! into an owned reading half and an owned writing half.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::package::Frame;
 
@@ -37,11 +38,52 @@ pub trait LinkReader: Send + 'static {
     }
 }
 
+/// What a connection hands its writer, in order.
+///
+/// Small packages are put in their wire encoding as they are queued, in the sender's
+/// thread, many back to back in one buffer: the writer of a byte stream then writes
+/// that buffer as it is, and a message link cuts it into one message per package
+/// (slices, no copy). Large packages (above [`COPY_THRESHOLD`](crate::stream::COPY_THRESHOLD))
+/// and the connection's signals come as frames, so a large payload is never copied.
+///
+/// ```
+/// use yoton_core::link::Outgoing;
+/// use yoton_core::{Frame, Package};
+///
+/// let mut run = bytes::BytesMut::new();
+/// Package::new(7, "hi").encode_into(&mut run);
+/// let batch = [Outgoing::Encoded(run.freeze()), Outgoing::Frame(Frame::Heartbeat)];
+/// assert_eq!(batch[0].wire_len(), 56 + 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// One frame: a large package (its payload goes by reference) or a signal.
+    Frame(Frame),
+    /// Whole packages in wire encoding (header, payload, header, payload, ...).
+    Encoded(Bytes),
+}
+
+impl Outgoing {
+    /// Bytes this item takes on a byte stream.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Outgoing::Frame(f) => crate::package::HEADER_SIZE + f.payload().len(),
+            Outgoing::Encoded(b) => b.len(),
+        }
+    }
+}
+
 /// The writing half of a link.
 #[async_trait]
 pub trait LinkWriter: Send + 'static {
-    /// Write all frames, in order, as few system calls as possible, then flush.
-    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError>;
+    /// Write the whole batch, in order, in as few system calls as possible, then flush.
+    async fn write_batch(&mut self, batch: &[Outgoing]) -> Result<(), LinkError>;
+
+    /// Write frames, in order (a convenience over [`LinkWriter::write_batch`]).
+    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError> {
+        let batch: Vec<Outgoing> = frames.iter().cloned().map(Outgoing::Frame).collect();
+        self.write_batch(&batch).await
+    }
 
     /// Shut the sending direction down (after a goodbye).
     async fn shutdown(&mut self) -> Result<(), LinkError>;

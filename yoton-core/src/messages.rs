@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use crate::handshake::{self, HandshakeError, Hello};
-use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter};
+use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
 use crate::package::{frame_from_parts, Frame, Header, HEADER_SIZE};
 use crate::stream::Role;
 
@@ -139,6 +139,27 @@ pub fn decode_message(msg: Bytes, max: u64) -> Result<Frame, LinkError> {
     Ok(frame_from_parts(h, msg.slice(HEADER_SIZE..)))
 }
 
+/// Cut a run of packages in wire encoding ([`Outgoing::Encoded`]) into one slice per
+/// package (no copy). The run was encoded by this process; a malformed tail (which
+/// cannot happen) ends the run.
+pub fn split_encoded(run: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let len_field = run.get(at + HEADER_SIZE - 8..at + HEADER_SIZE)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(len_field);
+        let end = at
+            .checked_add(HEADER_SIZE)?
+            .checked_add(usize::try_from(u64::from_le_bytes(word)).ok()?)?;
+        if end > run.len() {
+            return None;
+        }
+        let one = run.slice(at..end);
+        at = end;
+        Some(one)
+    })
+}
+
 struct PackageMessages {
     io: Box<dyn MessageReader>,
     max: u64,
@@ -159,21 +180,53 @@ struct MessagePackages {
 
 #[async_trait]
 impl LinkWriter for MessagePackages {
-    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError> {
-        let msgs = frames
-            .iter()
-            .map(|f| {
-                let payload = f.payload();
-                let mut m = BytesMut::with_capacity(HEADER_SIZE + payload.len());
-                m.extend_from_slice(&f.header());
-                m.extend_from_slice(payload);
-                m.freeze()
-            })
-            .collect();
+    async fn write_batch(&mut self, batch: &[Outgoing]) -> Result<(), LinkError> {
+        let mut msgs = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Outgoing::Encoded(run) => msgs.extend(split_encoded(run)),
+                Outgoing::Frame(f) => {
+                    let payload = f.payload();
+                    let mut m = BytesMut::with_capacity(HEADER_SIZE + payload.len());
+                    m.extend_from_slice(&f.header());
+                    m.extend_from_slice(payload);
+                    msgs.push(m.freeze());
+                }
+            }
+        }
         self.io.send(msgs).await
     }
 
     async fn shutdown(&mut self) -> Result<(), LinkError> {
         self.io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Package;
+
+    #[test]
+    fn an_encoded_run_is_cut_into_one_message_per_package() {
+        let packages: Vec<Package> = (1..=3u8)
+            .map(|i| Package::new(u64::from(i), vec![i; usize::from(i) * 100]))
+            .collect();
+        let mut run = BytesMut::new();
+        for p in &packages {
+            p.encode_into(&mut run);
+        }
+        let run = run.freeze();
+        let msgs: Vec<Bytes> = split_encoded(&run).collect();
+        assert_eq!(msgs.len(), 3);
+        for (m, p) in msgs.into_iter().zip(&packages) {
+            assert_eq!(
+                decode_message(m, 1 << 20).unwrap(),
+                Frame::Package(p.clone())
+            );
+        }
+        // A cut-off tail ends the run instead of panicking.
+        let cut = run.slice(..run.len() - 1);
+        assert_eq!(split_encoded(&cut).count(), 2);
     }
 }

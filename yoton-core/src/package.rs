@@ -62,6 +62,19 @@ impl Package {
         self
     }
 
+    /// Append the package in its wire encoding (header, then payload) to `dst`.
+    ///
+    /// ```
+    /// let mut buf = bytes::BytesMut::new();
+    /// yoton_core::Package::new(1, "abc").encode_into(&mut buf);
+    /// assert_eq!(buf.len(), yoton_core::package::HEADER_SIZE + 3);
+    /// assert_eq!(&buf[..8], b"YOTON   ");
+    /// ```
+    pub fn encode_into(&self, dst: &mut bytes::BytesMut) {
+        dst.extend_from_slice(&self.header());
+        dst.extend_from_slice(&self.payload);
+    }
+
     /// The header of this package as it goes on the wire.
     pub fn header(&self) -> [u8; HEADER_SIZE] {
         Header {

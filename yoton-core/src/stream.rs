@@ -11,11 +11,12 @@ use tokio_util::codec::Decoder;
 
 use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
-use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter};
+use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
 use crate::package::{Frame, HEADER_SIZE};
 
-/// Payloads up to this size are copied into the batch buffer; larger ones are written
-/// by reference with a vectored write.
+/// Packages with payloads up to this size are copied into their wire encoding when
+/// they are queued (see [`Outgoing`]); larger payloads are written by reference with a
+/// vectored write.
 pub const COPY_THRESHOLD: usize = 16 * 1024;
 
 /// Initial size of the read buffer.
@@ -182,15 +183,26 @@ impl<W: AsyncWrite + Send + Unpin> StreamWriter<W> {
 
 #[async_trait]
 impl<W: AsyncWrite + Send + Unpin + 'static> LinkWriter for StreamWriter<W> {
-    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), LinkError> {
-        for frame in frames {
-            let payload = frame.payload();
-            self.batch.extend_from_slice(&frame.header());
-            if payload.len() <= COPY_THRESHOLD {
-                self.batch.extend_from_slice(payload);
-            } else if let Frame::Package(p) = frame {
-                self.segments.push_back(self.batch.split().freeze());
-                self.segments.push_back(p.payload.clone());
+    async fn write_batch(&mut self, batch: &[Outgoing]) -> Result<(), LinkError> {
+        for item in batch {
+            match item {
+                // Already in wire encoding: written as it is (no copy).
+                Outgoing::Encoded(run) => {
+                    if !self.batch.is_empty() {
+                        self.segments.push_back(self.batch.split().freeze());
+                    }
+                    self.segments.push_back(run.clone());
+                }
+                Outgoing::Frame(frame) => {
+                    let payload = frame.payload();
+                    self.batch.extend_from_slice(&frame.header());
+                    if payload.len() <= COPY_THRESHOLD {
+                        self.batch.extend_from_slice(payload);
+                    } else if let Frame::Package(p) = frame {
+                        self.segments.push_back(self.batch.split().freeze());
+                        self.segments.push_back(p.payload.clone());
+                    }
+                }
             }
         }
         if !self.batch.is_empty() {
