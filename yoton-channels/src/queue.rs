@@ -176,6 +176,9 @@ type Callback = Box<dyn Fn() + Send + Sync>;
 /// callbacks run on a runtime task, never inside the router.
 pub(crate) struct Notifier {
     posted: AtomicBool,
+    /// Someone may listen (a callback, a stream or the signal was asked for): until
+    /// then an arrival costs nothing (no task per batch).
+    wanted: AtomicBool,
     callbacks: Mutex<Vec<Arc<Callback>>>,
     tx: broadcast::Sender<()>,
     signal: yoton_core::events::Signal<()>,
@@ -185,6 +188,7 @@ impl Notifier {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Notifier {
             posted: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
             tx: broadcast::channel(16).0,
             signal: yoton_core::events::Signal::new(),
@@ -193,19 +197,22 @@ impl Notifier {
 
     pub(crate) fn add(&self, f: Callback) {
         self.callbacks.lock().push(Arc::new(f));
+        self.wanted.store(true, Ordering::Release);
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<()> {
+        self.wanted.store(true, Ordering::Release);
         self.tx.subscribe()
     }
 
     pub(crate) fn signal(&self) -> &yoton_core::events::Signal<()> {
+        self.wanted.store(true, Ordering::Release);
         &self.signal
     }
 
     /// Something arrived: emit once for everything that arrives until the emission ran.
     pub(crate) fn arrived(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
-        if self.posted.swap(true, Ordering::AcqRel) {
+        if !self.wanted.load(Ordering::Acquire) || self.posted.swap(true, Ordering::AcqRel) {
             return;
         }
         let me = self.clone();
