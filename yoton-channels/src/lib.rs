@@ -26,6 +26,7 @@ pub mod object;
 pub mod pubsub;
 mod queue;
 pub mod reqrep;
+mod spin;
 pub mod state;
 
 pub use error::{ChannelError, Result};
@@ -35,4 +36,5 @@ pub use object::{ObjectError, Value};
 pub use pubsub::{select_sub_channel, PubChannel, Selectable, SubChannel};
 pub use queue::{DiscardMode, DEFAULT_QUEUE_LEN};
 pub use reqrep::{RepChannel, RepMode, Reply, ReqChannel, Request};
+pub use spin::BLOCKING_SPIN;
 pub use state::StateChannel;

@@ -466,12 +466,22 @@ impl<M: MessageType> SubChannel<M> {
             return Ok(Some(m));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        let mut spun = false;
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let got = self
-                .shared
-                .ctx
-                .block_on("recv", self.shared.inbox.pop_timeout(left))?;
+            let polled = if spun {
+                None
+            } else {
+                spun = true;
+                crate::spin::spin(left, || self.shared.inbox.pop())
+            };
+            let got = match polled {
+                Some(p) => Some(p),
+                None => self
+                    .shared
+                    .ctx
+                    .block_on("recv", self.shared.inbox.pop_timeout(left))?,
+            };
             self.shared.check_queue_status();
             match got {
                 Some((p, _)) => {

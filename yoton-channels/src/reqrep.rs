@@ -257,6 +257,9 @@ impl Reply {
             .channel
             .upgrade()
             .ok_or(ChannelError::Cancelled)?;
+        if let Some(r) = crate::spin::spin(Some(timeout), || self.outcome()) {
+            return Ok(Some(r));
+        }
         Ok(ch.ctx.block_on("result", self.wait(Some(timeout)))?)
     }
 
