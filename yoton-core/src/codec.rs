@@ -83,6 +83,91 @@ impl PackageCodec {
     }
 }
 
+impl PackageCodec {
+    /// Decode every complete frame in `src` into `out`, cutting their payloads from
+    /// one frozen chunk (one split of the buffer per call, then a reference-counted
+    /// slice per payload, instead of a split per package). What is left is an
+    /// incomplete frame, handled as [`Decoder::decode`] does (bounded reserve).
+    ///
+    /// Frames before a bad header are still appended before the error is returned.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use yoton_core::{Frame, Package, PackageCodec};
+    ///
+    /// let mut codec = PackageCodec::new(1024);
+    /// let mut buf = BytesMut::new();
+    /// for i in 0..3u8 {
+    ///     codec.encode(&Frame::Package(Package::new(1, vec![i; 10])), &mut buf).unwrap();
+    /// }
+    /// buf.extend_from_slice(b"YOTON"); // the start of a fourth
+    /// let mut out = Vec::new();
+    /// codec.decode_all(&mut buf, &mut out).unwrap();
+    /// assert_eq!(out.len(), 3);
+    /// assert_eq!(&buf[..], b"YOTON");
+    /// ```
+    pub fn decode_all(
+        &mut self,
+        src: &mut BytesMut,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), CodecError> {
+        if self.pending.is_some() {
+            match self.decode(src)? {
+                Some(f) => out.push(f),
+                None => return Ok(()),
+            }
+        }
+        let mut spans: Vec<(Header, usize, usize)> = Vec::new();
+        let mut at = 0usize;
+        let mut failed = None;
+        while let Some(raw) = src.get(at..at + HEADER_SIZE) {
+            let mut bytes = [0u8; HEADER_SIZE];
+            bytes.copy_from_slice(raw);
+            let h = match Header::from_bytes(&bytes) {
+                Ok(h) if h.length > self.max_len => {
+                    failed = Some(CodecError::TooLarge {
+                        length: h.length,
+                        max: self.max_len,
+                    });
+                    break;
+                }
+                Ok(h) => h,
+                Err(found) => {
+                    failed = Some(CodecError::LostTrack { found });
+                    break;
+                }
+            };
+            let start = at + HEADER_SIZE;
+            let Some(end) = usize::try_from(h.length)
+                .ok()
+                .and_then(|n| start.checked_add(n))
+                .filter(|&end| end <= src.len())
+            else {
+                break;
+            };
+            spans.push((h, start, end));
+            at = end;
+        }
+        if at > 0 {
+            let chunk = src.split_to(at).freeze();
+            out.extend(
+                spans
+                    .into_iter()
+                    .map(|(h, start, end)| frame_from_parts(h, chunk.slice(start..end))),
+            );
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // An incomplete frame: consume its header and reserve as `decode` does.
+        if let Some(f) = self.decode(src)? {
+            out.push(f);
+        }
+        Ok(())
+    }
+}
+
 impl Default for PackageCodec {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_MESSAGE_SIZE)
@@ -222,6 +307,38 @@ mod tests {
             "capacity {}",
             buf.capacity()
         );
+    }
+
+    #[test]
+    fn decode_all_matches_decode_byte_by_byte_and_keeps_frames_before_an_error() {
+        let frames = vec![
+            Frame::Package(Package::new(10, "hello").to(3, 4)),
+            Frame::Heartbeat,
+            Frame::Package(Package::new(11, vec![7u8; 3000])),
+            Frame::Goodbye,
+            Frame::Package(Package::new(12, vec![8u8; 70])),
+        ];
+        let wire = encode_all(&frames);
+        // Fed in pieces of every size from 1 to 200 bytes.
+        for step in 1..200 {
+            let mut codec = PackageCodec::default();
+            let mut buf = BytesMut::new();
+            let mut out = vec![];
+            for piece in wire.chunks(step) {
+                buf.extend_from_slice(piece);
+                codec.decode_all(&mut buf, &mut out).unwrap();
+            }
+            assert_eq!(out, frames, "pieces of {step}");
+            assert!(buf.is_empty());
+        }
+        let mut buf = encode_all(&frames[..2]);
+        buf.extend_from_slice(&[b'X'; 56]);
+        let mut out = vec![];
+        let err = PackageCodec::default()
+            .decode_all(&mut buf, &mut out)
+            .unwrap_err();
+        assert!(matches!(err, CodecError::LostTrack { .. }), "{err}");
+        assert_eq!(out, frames[..2]);
     }
 
     #[test]

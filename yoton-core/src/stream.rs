@@ -7,7 +7,6 @@ use std::io::IoSlice;
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
 use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
@@ -123,9 +122,7 @@ pub struct StreamReader<R> {
 impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
     async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
         loop {
-            while let Some(frame) = self.codec.decode(&mut self.buf)? {
-                out.push(frame);
-            }
+            self.codec.decode_all(&mut self.buf, out)?;
             if !out.is_empty() {
                 return Ok(());
             }
