@@ -221,6 +221,66 @@ impl<M: MessageType> PubChannel<M> {
     }
 }
 
+impl PubChannel<crate::message::Binary> {
+    /// Publish the bytes of `message` without handing over a [`Bytes`](bytes::Bytes):
+    /// they are copied straight into the send queues, so a buffer can be reused for
+    /// every message and nothing is allocated per message (up to 16 KiB; larger
+    /// messages are copied once). Waits as [`PubChannel::send`] does; an empty
+    /// message is not sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_core::Context;
+    /// use yoton_channels::{Binary, PubChannel, SubChannel};
+    ///
+    /// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+    /// let publisher = PubChannel::<Binary>::new(&a, "ticks").unwrap();
+    /// let sub = SubChannel::<Binary>::new(&b, "ticks").unwrap();
+    /// a.bind("inproc://send-slice-doc").unwrap();
+    /// b.connect("inproc://send-slice-doc", Duration::from_secs(1)).unwrap();
+    /// let mut buf = [0u8; 8];
+    /// for i in 0..3u64 {
+    ///     buf.copy_from_slice(&i.to_le_bytes());
+    ///     publisher.send_slice(&buf).unwrap();
+    /// }
+    /// for i in 0..3u64 {
+    ///     let m = sub.recv_timeout(Duration::from_secs(2)).unwrap().unwrap();
+    ///     assert_eq!(m[..], i.to_le_bytes());
+    /// }
+    /// ```
+    pub fn send_slice(&self, message: &[u8]) -> Result<()> {
+        if !self.slice_wanted(message)? {
+            return Ok(());
+        }
+        if self.inner.lock.locked() {
+            self.inner
+                .ctx
+                .block_on("send", self.inner.lock.wait_unlocked())?;
+        }
+        Ok(self.inner.ctx.send_slice(self.inner.slot, message)?)
+    }
+
+    /// [`PubChannel::send_slice`], async style.
+    pub async fn send_slice_async(&self, message: &[u8]) -> Result<()> {
+        if !self.slice_wanted(message)? {
+            return Ok(());
+        }
+        self.inner.lock.wait_unlocked().await;
+        Ok(self
+            .inner
+            .ctx
+            .send_slice_async(self.inner.slot, message)
+            .await?)
+    }
+
+    fn slice_wanted(&self, message: &[u8]) -> Result<bool> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(ChannelError::Closed("pub", self.inner.name.clone()));
+        }
+        Ok(!message.is_empty())
+    }
+}
+
 // ---------------------------------------------------------------- subscriber
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

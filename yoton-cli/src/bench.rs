@@ -91,7 +91,10 @@ impl Params {
             }
         } else {
             Params {
-                w1: 1_000_000,
+                w1: std::env::var("YOTON_BENCH_W1")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1_000_000),
                 w2: 2_000,
                 w3: 10_000,
                 w4: 256 << 20,
@@ -232,6 +235,8 @@ fn metric(
 enum Shape {
     /// One sender, one receiver (W1, W2, W4).
     OneWay,
+    /// The same, the sender publishing from one reused buffer (`send_slice`).
+    OneWaySlice,
     /// One publisher, several subscribers.
     FanOut(usize),
     /// Both directions at once.
@@ -308,6 +313,24 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
                 Some(Target::RatioAtLeast(0.5)),
             )],
             python: true,
+        });
+        v.push(Measurement {
+            workload: "W1",
+            what: format!(
+                "pub/sub 64 B x {}, send_slice (one reused buffer)",
+                grouped(p.w1)
+            ),
+            shape: OneWaySlice,
+            floor: OneWay,
+            count: p.w1,
+            size: 64,
+            metrics: vec![metric(
+                "rate",
+                "throughput",
+                PerSec,
+                Some(Target::RatioAtLeast(0.5)),
+            )],
+            python: false,
         });
     }
     if want("W2") {
@@ -551,6 +574,10 @@ fn topology(shape: Shape, count: u64, size: usize, p: &Params, floor: bool) -> V
         Shape::OneWay => vec![
             n("receiver", "sub").bind().reports(),
             n("sender", "pub").to(0).drives(),
+        ],
+        Shape::OneWaySlice => vec![
+            n("receiver", "sub").bind().reports(),
+            n("sender", "pub-slice").to(0).drives(),
         ],
         Shape::FanOut(k) => {
             let mut v = vec![n("publisher", "pub").listen(k).drives()];

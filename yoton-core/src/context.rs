@@ -496,6 +496,74 @@ impl Context {
         Ok(full)
     }
 
+    /// Send a broadcast package for `slot` whose payload is copied from `payload`
+    /// straight into the send queues: no allocation for payloads up to 16 KiB
+    /// ([`COPY_THRESHOLD`](crate::stream::COPY_THRESHOLD)); larger ones, and any
+    /// package sent before the first connection, are copied once into a [`Bytes`](bytes::Bytes).
+    /// Otherwise as [`Context::send`] (soft back-pressure included). An empty
+    /// payload is sent as it is (a channel never sends one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_core::{Context, Package, slot_hash};
+    ///
+    /// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+    /// let slot = slot_hash("doc-slice.bin.pub-sub");
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let _guard = b.register_receiver(slot, "doc", std::sync::Arc::new(move |p: Package, _seq: u64| {
+    ///     tx.send(p.payload).unwrap();
+    /// })).unwrap();
+    /// a.bind("inproc://ctx-slice-doc").unwrap();
+    /// b.connect("inproc://ctx-slice-doc", Duration::from_secs(1)).unwrap();
+    /// let buf = *b"reused buffer";
+    /// a.send_slice(slot, &buf).unwrap();
+    /// assert_eq!(&rx.recv_timeout(Duration::from_secs(2)).unwrap()[..], b"reused buffer");
+    /// ```
+    pub fn send_slice(&self, slot: u64, payload: &[u8]) -> Result<()> {
+        let full = self.route_slice(slot, payload)?;
+        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+            self.inner.rt.block_on("send", wait_send_space(full))?;
+        }
+        Ok(())
+    }
+
+    /// [`Context::send_slice`], waiting for room as [`Context::send_async`] does.
+    pub async fn send_slice_async(&self, slot: u64, payload: &[u8]) -> Result<()> {
+        let full = self.route_slice(slot, payload)?;
+        wait_send_space(full).await;
+        Ok(())
+    }
+
+    fn route_slice(&self, slot: u64, payload: &[u8]) -> Result<Vec<Connection>> {
+        if payload.len() > crate::stream::COPY_THRESHOLD {
+            return self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)));
+        }
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed("context"));
+        }
+        let mut full = Vec::new();
+        let mut st = self.inner.state.lock();
+        let Some((source_id, source_seq)) = st.router.stamp() else {
+            drop(st);
+            return self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)));
+        };
+        let header = crate::package::Header {
+            slot,
+            source_id,
+            source_seq,
+            dest_id: 0,
+            dest_seq: 0,
+            length: payload.len() as u64,
+        }
+        .to_bytes();
+        for (_, c) in st.router.links() {
+            if c.push_small(&header, payload, false).should_wait() {
+                full.push(c.clone());
+            }
+        }
+        Ok(full)
+    }
+
     /// Packages dropped because a connection's send queue was at its hard limit, over
     /// all connections of this context (closed ones included). Each connection also
     /// counts its own: [`Connection::discarded`].
@@ -604,7 +672,7 @@ impl Context {
         let mut st = self.inner.state.lock();
         st.router
             .add_link(conn.shared.link_id, conn.clone(), |c, p| {
-                c.push_package(p);
+                c.push_package(&p);
             });
     }
 

@@ -172,7 +172,7 @@ pub enum Received {
 /// let mut b: Router<&str> = Router::new(2);
 /// a.add_link(7, "to-b", |_, _| {});
 /// let mut wire = vec![];
-/// a.send(Package::new(100, "hi"), |_, p| wire.push(p));
+/// a.send(Package::new(100, "hi"), |_, p| wire.push(p.clone()));
 /// let got = b.receive(wire.pop().unwrap(), 7, |_, _| {});
 /// assert!(matches!(got, Received::Deposit { recv_seq: 1, .. }));
 /// ```
@@ -182,6 +182,9 @@ pub struct Router<L> {
     send_seq: u64,
     recv_seq: u64,
     seen: IdMap<SeenWindow>,
+    /// The window of the source heard last, outside the table: a stream of packages
+    /// from one source needs no table lookup per package.
+    hot: Option<(u64, SeenWindow)>,
     /// Packages received (the clock of `SeenWindow::heard`).
     received: u64,
     links: Vec<(LinkId, L)>,
@@ -198,6 +201,7 @@ impl<L> Router<L> {
             send_seq: 0,
             recv_seq: 0,
             seen: IdMap::default(),
+            hot: None,
             received: 0,
             links: Vec::new(),
             startup: VecDeque::new(),
@@ -252,30 +256,61 @@ impl<L> Router<L> {
 
     /// Stamp a package made by this context (source id and next sequence number) and
     /// send it over every alive link, or queue it when there is none.
-    pub fn send(&mut self, mut package: Package, mut out: impl FnMut(&L, Package)) {
+    pub fn send(&mut self, mut package: Package, mut out: impl FnMut(&L, &Package)) {
         self.send_seq += 1;
         package.source_id = self.id;
         package.source_seq = self.send_seq;
-        match self.links.split_last() {
-            None => {
-                if self.startup.len() >= self.startup_limit {
-                    self.startup.pop_front();
-                    self.startup_dropped += 1;
-                }
-                self.startup.push_back(package);
+        if self.links.is_empty() {
+            if self.startup.len() >= self.startup_limit {
+                self.startup.pop_front();
+                self.startup_dropped += 1;
             }
-            Some(((_, last), rest)) => {
-                for (_, l) in rest {
-                    out(l, package.clone());
-                }
-                out(last, package);
+            self.startup.push_back(package);
+        } else {
+            for (_, l) in &self.links {
+                out(l, &package);
             }
         }
     }
 
+    /// Stamp a package made here that the caller sends itself: this context's id and
+    /// the next sequence number, or `None` (nothing used up) when there is no link,
+    /// so that the caller hands an owned package to [`Router::send`] for the
+    /// start-up queue. The links are [`Router::links`].
+    pub fn stamp(&mut self) -> Option<(u64, u64)> {
+        if self.links.is_empty() {
+            return None;
+        }
+        self.send_seq += 1;
+        Some((self.id, self.send_seq))
+    }
+
     /// Sources with a duplicate-suppression window (at most [`MAX_SOURCES`]).
     pub fn source_count(&self) -> usize {
-        self.seen.len()
+        self.seen.len() + usize::from(self.hot.is_some())
+    }
+
+    /// The window of `source`, made the hot one (the table is bounded here).
+    fn window(&mut self, source: u64) -> &mut SeenWindow {
+        let hot = match self.hot.take() {
+            Some((id, w)) if id == source => (id, w),
+            other => {
+                if let Some((id, w)) = other {
+                    self.seen.insert(id, w);
+                }
+                let w = match self.seen.remove(&source) {
+                    Some(w) => w,
+                    None => {
+                        if self.seen.len() + 1 >= MAX_SOURCES {
+                            self.forget_oldest_sources();
+                        }
+                        SeenWindow::new()
+                    }
+                };
+                (source, w)
+            }
+        };
+        &mut self.hot.insert(hot).1
     }
 
     /// Forget the least recently heard half of the sources.
@@ -297,20 +332,15 @@ impl<L> Router<L> {
         &mut self,
         package: Package,
         from: LinkId,
-        mut out: impl FnMut(&L, Package),
+        mut out: impl FnMut(&L, &Package),
     ) -> Received {
         if package.source_id == self.id {
             return Received::Dropped(Dropped::OwnPackage);
         }
         self.received += 1;
-        if self.seen.len() >= MAX_SOURCES && !self.seen.contains_key(&package.source_id) {
-            self.forget_oldest_sources();
-        }
-        let window = self
-            .seen
-            .entry(package.source_id)
-            .or_insert_with(SeenWindow::new);
-        window.heard = self.received;
+        let received = self.received;
+        let window = self.window(package.source_id);
+        window.heard = received;
         if !window.accept(package.source_seq) {
             return Received::Dropped(Dropped::Duplicate);
         }
@@ -319,7 +349,7 @@ impl<L> Router<L> {
         if forward {
             for (id, l) in &self.links {
                 if *id != from {
-                    out(l, package.clone());
+                    out(l, &package);
                 }
             }
         }
@@ -381,7 +411,7 @@ mod tests {
 
         fn send(&mut self, node: usize, p: Package) {
             let mut out = vec![];
-            self.nodes[node].send(p, |l, p| out.push((*l, p)));
+            self.nodes[node].send(p, |l, p| out.push((*l, p.clone())));
             for (l, p) in out {
                 self.push(l, p);
             }
@@ -400,7 +430,7 @@ mod tests {
                 for (_, node, link, p) in due {
                     let mut out = vec![];
                     if let Received::Deposit { package, .. } =
-                        self.nodes[node].receive(p, link, |l, p| out.push((*l, p)))
+                        self.nodes[node].receive(p, link, |l, p| out.push((*l, p.clone())))
                     {
                         self.delivered[node].push(package);
                     }
@@ -569,6 +599,33 @@ mod tests {
             r.receive(p(last, 1), 0, |_, _| {}),
             Received::Dropped(Dropped::Duplicate)
         );
+    }
+
+    #[test]
+    fn interleaved_sources_keep_their_own_windows() {
+        let mut r: Router<()> = Router::new(1);
+        let p = |src: u64, seq: u64| {
+            let mut p = Package::new(100, "x");
+            p.source_id = src;
+            p.source_seq = seq;
+            p
+        };
+        let mut deposited = 0;
+        // Each package twice, the sources alternating (the hot window moves each time).
+        for seq in 1..=50 {
+            for src in [5, 6, 7] {
+                for _ in 0..2 {
+                    if matches!(
+                        r.receive(p(src, seq), 0, |_, _| {}),
+                        Received::Deposit { .. }
+                    ) {
+                        deposited += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(deposited, 150);
+        assert_eq!(r.source_count(), 3);
     }
 
     #[test]
