@@ -164,10 +164,15 @@ impl<M: MessageType> PubChannel<M> {
         })
     }
 
-    fn package(&self, message: M::Message) -> Result<Option<Package>> {
+    fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(ChannelError::Closed("pub", self.inner.name.clone()));
         }
+        Ok(())
+    }
+
+    fn package(&self, message: M::Message) -> Result<Option<Package>> {
+        self.check_open()?;
         let payload = M::encode(message)?;
         if payload.is_empty() {
             return Ok(None);
@@ -274,9 +279,7 @@ impl PubChannel<crate::message::Binary> {
     }
 
     fn slice_wanted(&self, message: &[u8]) -> Result<bool> {
-        if self.inner.closed.load(Ordering::Relaxed) {
-            return Err(ChannelError::Closed("pub", self.inner.name.clone()));
-        }
+        self.check_open()?;
         Ok(!message.is_empty())
     }
 }

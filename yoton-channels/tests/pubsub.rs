@@ -316,3 +316,45 @@ fn blocking_recv_in_a_current_thread_runtime_is_a_clear_error() {
         assert!(err.contains("recv_async"), "{err}");
     });
 }
+
+#[test]
+fn send_slice_from_one_reused_buffer_arrives_intact_and_in_order() {
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Binary>::new(&a, "slices").unwrap();
+    let sub = SubChannel::<Binary>::new(&b, "slices").unwrap();
+    sub.set_queue_limit(usize::MAX, DiscardMode::Old);
+    // Before any connection: into the start-up queue (copied once).
+    publisher.send_slice(b"early").unwrap();
+    publisher.send_slice(b"").unwrap(); // empty: not sent
+    join(&a, &b);
+    // Sizes around the 16 KiB limit of the copy-free path, from one buffer that is
+    // overwritten after every send; one Bytes send in between keeps the order.
+    let sizes = [1usize, 64, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 100_000];
+    let mut buf = vec![0u8; 100_000];
+    let mut expected: Vec<Vec<u8>> = vec![b"early".to_vec()];
+    for i in 0..3_000u32 {
+        let n = sizes[i as usize % sizes.len()];
+        for (j, x) in buf[..n].iter_mut().enumerate() {
+            *x = (i as usize + j) as u8;
+        }
+        buf[..4.min(n)].copy_from_slice(&i.to_le_bytes()[..4.min(n)]);
+        publisher.send_slice(&buf[..n]).unwrap();
+        expected.push(buf[..n].to_vec());
+        if i % 1000 == 0 {
+            let owned = bytes::Bytes::from(format!("owned {i}"));
+            publisher.send(owned.clone()).unwrap();
+            expected.push(owned.to_vec());
+        }
+    }
+    for (k, want) in expected.iter().enumerate() {
+        let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
+        assert_eq!(&got[..], &want[..], "message {k} ({} bytes)", want.len());
+    }
+    assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
+    assert_eq!(sub.discarded(), 0);
+    publisher.close();
+    assert!(
+        publisher.send_slice(b"x").is_err(),
+        "a closed channel refuses"
+    );
+}
