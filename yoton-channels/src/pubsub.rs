@@ -536,7 +536,8 @@ impl<M: MessageType> SubChannel<M> {
                 None
             } else {
                 spun = true;
-                crate::spin::spin(left, || self.shared.inbox.pop())
+                let inbox = &self.shared.inbox;
+                crate::spin::spin(left, || inbox.may_have().then(|| inbox.pop()).flatten())
             };
             let got = match polled {
                 Some(p) => Some(p),

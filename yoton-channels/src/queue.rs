@@ -3,7 +3,7 @@
 //! coalesced `received` notification.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub(crate) struct Inbox {
     state: Mutex<State>,
     notify: Notify,
     discarded: AtomicU64,
+    /// The queue length as of the last change, readable without the lock (a hint
+    /// for spinning receivers).
+    pending: AtomicUsize,
 }
 
 impl Inbox {
@@ -49,7 +52,17 @@ impl Inbox {
             }),
             notify: Notify::new(),
             discarded: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
         }
+    }
+
+    fn mark(&self, st: &State) {
+        self.pending.store(st.q.len(), Ordering::Release);
+    }
+
+    /// Whether something may be queued (no lock taken).
+    pub(crate) fn may_have(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn set_limit(&self, max_len: usize, mode: DiscardMode) {
@@ -60,6 +73,7 @@ impl Inbox {
             st.q.pop_front();
             self.discarded.fetch_add(1, Ordering::Relaxed);
         }
+        self.mark(&st);
     }
 
     /// Queue a package; returns the queue length afterwards.
@@ -75,6 +89,7 @@ impl Inbox {
             }
         }
         st.q.push_back((p, seq));
+        self.mark(&st);
         let n = st.q.len();
         drop(st);
         self.notify.notify_one();
@@ -96,6 +111,7 @@ impl Inbox {
             }
             st.q.push_back(item);
         }
+        self.mark(&st);
         let n = st.q.len();
         drop(st);
         self.notify.notify_one();
@@ -103,18 +119,26 @@ impl Inbox {
     }
 
     pub(crate) fn pop(&self) -> Option<(Package, u64)> {
-        self.state.lock().q.pop_front()
+        let mut st = self.state.lock();
+        let x = st.q.pop_front();
+        self.mark(&st);
+        x
     }
 
     pub(crate) fn drain(&self) -> Vec<(Package, u64)> {
-        self.state.lock().q.drain(..).collect()
+        let mut st = self.state.lock();
+        let all = st.q.drain(..).collect();
+        self.mark(&st);
+        all
     }
 
     /// Pop the leading packages whose receive sequence is at most `seq`.
     pub(crate) fn drain_upto(&self, seq: u64) -> Vec<(Package, u64)> {
         let mut st = self.state.lock();
         let n = st.q.iter().take_while(|(_, s)| *s <= seq).count();
-        st.q.drain(..n).collect()
+        let out = st.q.drain(..n).collect();
+        self.mark(&st);
+        out
     }
 
     /// (first pending receive sequence, last pending + 1).
@@ -148,6 +172,7 @@ impl Inbox {
             {
                 let mut st = self.state.lock();
                 if let Some(x) = st.q.pop_front() {
+                    self.mark(&st);
                     return Some(x);
                 }
                 if st.closed {
