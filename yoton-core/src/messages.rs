@@ -19,6 +19,11 @@ use crate::stream::Role;
 pub trait MessageReader: Send + 'static {
     /// The next message; `Ok(None)` at the end of the stream. Must be cancel-safe.
     async fn recv(&mut self) -> Result<Option<Bytes>, LinkError>;
+
+    /// The Yoton handshake succeeded: a reader that bounds what a peer may send
+    /// before it (as it should: the handshake line is small, a message may be large)
+    /// lifts that bound now.
+    fn handshake_done(&mut self) {}
 }
 
 /// The sending half of a message transport.
@@ -97,6 +102,7 @@ pub async fn establish_messages(
     let peer = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, fut)
         .await
         .map_err(|_| HandshakeError::Timeout)??;
+    raw.reader.handshake_done();
     Ok(Link {
         reader: Box::new(PackageMessages {
             io: raw.reader,

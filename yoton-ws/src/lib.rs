@@ -59,7 +59,9 @@
 //! WebSocket pings are answered with pongs; pongs are ignored. Messages larger than
 //! [`WsTransportBuilder::max_message_size`] (default 1 GiB + 56) are refused as soon
 //! as their frame header arrives, and packages above the context's maximum message
-//! size close the connection.
+//! size close the connection. Before the Yoton handshake is complete a peer may send
+//! at most [`PRE_HANDSHAKE_BUDGET`] bytes (1 MiB, the HTTP upgrade included): a
+//! connection that has not said who it is cannot make this end buffer a large message.
 //!
 //! ## TLS
 //! [`WsTransport::new`] serves `ws://` only. For `wss://` build the transport with
@@ -114,6 +116,7 @@ use yoton_core::transport::{
 };
 use yoton_core::{Address, Endpoint};
 
+pub use io::PRE_HANDSHAKE_BUDGET;
 pub use tls::WsTransportBuilder;
 /// The crypto provider used for configurations built here (ring), chosen explicitly so
 /// that the process-wide default (or its absence) does not matter.
@@ -381,13 +384,13 @@ async fn server_side(
     let local = endpoint(stream.local_addr().map_err(|e| e.to_string())?);
     let peer = endpoint(stream.peer_addr().map_err(|e| e.to_string())?);
     let io = match tls {
-        None => io::Io::Plain(stream),
+        None => io::Io::plain(stream),
         Some(acceptor) => {
             let s = acceptor
                 .accept(stream)
                 .await
                 .map_err(|e| format!("TLS handshake with {peer} failed: {e}"))?;
-            io::Io::Tls(Box::new(s.into()))
+            io::Io::tls(s.into())
         }
     };
     let ws = server::upgrade(io, path, transport.ws_config())
@@ -439,7 +442,7 @@ impl Transport for WsTransport {
         let peer = endpoint(stream.peer_addr()?);
         let target = addr.host_port();
         let io = match connector {
-            None => io::Io::Plain(stream),
+            None => io::Io::plain(stream),
             Some(c) => {
                 let name = ServerName::try_from(addr.host.clone()).map_err(|e| {
                     TransportError(format!(
@@ -451,7 +454,7 @@ impl Transport for WsTransport {
                     .connect(name, stream)
                     .await
                     .map_err(|e| TransportError(tls::describe_client_error(&target, &e)))?;
-                io::Io::Tls(Box::new(s.into()))
+                io::Io::tls(s.into())
             }
         };
         let uri = format!("{}://{}{}", addr.scheme, target, self.path_for(addr));

@@ -13,7 +13,9 @@ use yoton_core::connection::STOP_EOF;
 use yoton_core::messages::{MessageReader, MessageWriter, RawMessages};
 use yoton_core::{Endpoint, LinkError};
 
-use crate::io::Io;
+use std::sync::Arc;
+
+use crate::io::{Budget, Io};
 
 /// Reason sent in the close frame after a goodbye.
 const CLOSE_TEXT: &str = "Yoton connection closed";
@@ -24,9 +26,10 @@ pub(crate) fn raw_messages(
     local: Endpoint,
     peer: Endpoint,
 ) -> RawMessages {
+    let budget = ws.get_ref().budget();
     let (sink, stream) = ws.split();
     RawMessages {
-        reader: Box::new(WsReader { stream }),
+        reader: Box::new(WsReader { stream, budget }),
         writer: Box::new(WsWriter { sink }),
         local,
         peer,
@@ -38,10 +41,16 @@ pub(crate) fn raw_messages(
 /// vanished stream is the end of the stream, and a text message is an error.
 struct WsReader {
     stream: SplitStream<WebSocketStream<Io>>,
+    /// Lifted once the Yoton handshake is done.
+    budget: Arc<Budget>,
 }
 
 #[async_trait]
 impl MessageReader for WsReader {
+    fn handshake_done(&mut self) {
+        self.budget.lift();
+    }
+
     async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
         loop {
             // `StreamExt::next` is cancel-safe: a partly received message stays in

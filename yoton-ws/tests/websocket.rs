@@ -249,6 +249,61 @@ async fn silent_clients_beyond_the_handshake_limit_are_closed_at_once() {
     );
 }
 
+/// A client that upgrades and then streams one huge message instead of the handshake
+/// line is cut off after `PRE_HANDSHAKE_BUDGET` bytes, long before any time-out
+/// (before, the server buffered up to the maximum message size, 1 GiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_message_before_the_handshake_is_cut_off_early() {
+    let ctx = ws_ctx();
+    let host = ctx.bind_async("ws://127.0.0.1:0").await.unwrap();
+    let port = host.local().port;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/yoton"))
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    // By hand: a masked binary frame announcing 512 MiB, then its payload.
+    let raw = ws.get_mut();
+    let mut frame = vec![0x82u8, 0x80 | 127];
+    frame.extend_from_slice(&(512u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    raw.write_all(&frame).await.unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut sent = 0usize;
+    let writing = async {
+        while sent < 64 << 20 {
+            if raw.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), writing).await;
+    let mut b = [0u8; 1024];
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match raw.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the server kept the connection open");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "cut off only after {took:?} ({sent} bytes sent)"
+    );
+    assert!(
+        sent < 32 << 20,
+        "the server read {sent} bytes before the handshake"
+    );
+    assert!(host.is_waiting());
+    let peer = ws_ctx();
+    peer.connect_async(&host.name(), WAIT).await.unwrap();
+    host.wait_connected_async(WAIT).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_paths_from_the_address_and_the_builder() {
     let a = ws_ctx();
