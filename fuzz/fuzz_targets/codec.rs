@@ -6,6 +6,8 @@
 //! - the read buffer stays bounded by the bytes actually received (plus one bounded
 //!   chunk), whatever lengths the headers announce;
 //! - decoding in pieces gives exactly the frames (and the error) of decoding in one go;
+//! - `decode_all` (what the stream reader uses) gives the same frames and error as
+//!   `decode`, in one go and in pieces;
 //! - every package re-encodes to exactly the bytes it was decoded from.
 #![no_main]
 
@@ -76,6 +78,29 @@ fn run(max: u64, wire: &[u8], mut next_piece: impl FnMut() -> usize) -> Outcome 
     Outcome::Frames(frames)
 }
 
+/// Decode `wire` in the given pieces with `decode_all`.
+fn run_all(max: u64, wire: &[u8], mut next_piece: impl FnMut() -> usize) -> Outcome {
+    let mut codec = PackageCodec::new(max);
+    let mut buf = BytesMut::new();
+    let mut fed = 0usize;
+    let mut frames = Vec::new();
+    while fed < wire.len() {
+        let n = next_piece().clamp(1, wire.len() - fed);
+        buf.extend_from_slice(&wire[fed..fed + n]);
+        fed += n;
+        if let Err(e) = codec.decode_all(&mut buf, &mut frames) {
+            return Outcome::Failed(frames, err_kind(&e));
+        }
+        assert!(
+            buf.capacity() <= 4 * fed + 4 * CHUNK,
+            "decode_all: capacity {} after {} bytes",
+            buf.capacity(),
+            fed
+        );
+    }
+    Outcome::Frames(frames)
+}
+
 fn check_frame(frame: &Frame, bytes: &[u8]) {
     assert!(
         bytes.len() >= HEADER_SIZE,
@@ -119,4 +144,13 @@ fuzz_target!(|data: &[u8]| {
     );
     let bytewise = run(max, wire, || 1);
     assert_eq!(whole, bytewise, "decoding byte by byte differs");
+    assert_eq!(whole, run_all(max, wire, || usize::MAX), "decode_all differs");
+    let mut state = u32::from(*seed) | 0x200;
+    let all_pieces = run_all(max, wire, || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state as usize >> 8) % 4096 + 1
+    });
+    assert_eq!(whole, all_pieces, "decode_all in pieces differs");
 });
