@@ -35,6 +35,6 @@ pub use message::{Binary, MessageType, Object, ObjectOf, Text};
 pub use object::{ObjectError, Value};
 pub use pubsub::{select_sub_channel, PubChannel, Selectable, SubChannel};
 pub use queue::{DiscardMode, DEFAULT_QUEUE_LEN};
-pub use reqrep::{RepChannel, RepMode, Reply, ReqChannel, Request};
+pub use reqrep::{RepChannel, RepMode, Reply, ReqChannel, Request, REP_THREAD_STOP_WAIT};
 pub use spin::BLOCKING_SPIN;
 pub use state::StateChannel;

@@ -792,6 +792,38 @@ struct RepShared {
     guards: Mutex<Vec<SlotGuard>>,
     handled: AtomicU64,
     busy: AtomicBool,
+    /// The replier thread of thread mode.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How long a mode change or `close` waits for the replier thread to finish the
+/// request it is handling.
+pub const REP_THREAD_STOP_WAIT: Duration = Duration::from_secs(5);
+
+impl RepShared {
+    /// Wait (up to [`REP_THREAD_STOP_WAIT`]) for the thread of thread mode to end;
+    /// it ends after the request in hand, once the generation changed.
+    fn stop_thread(&self) {
+        let Some(handle) = self.thread.lock().take() else {
+            return;
+        };
+        if handle.thread().id() == std::thread::current().id() {
+            return; // called from a handler: the thread ends when it returns
+        }
+        let deadline = Instant::now() + REP_THREAD_STOP_WAIT;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            tracing::warn!(
+                channel = %self.name,
+                "the replier thread is still handling a request after {REP_THREAD_STOP_WAIT:?}; \
+                 it ends when that handler returns"
+            );
+        }
+    }
 }
 
 /// What a control or request package asks the replier to do.
@@ -1067,6 +1099,7 @@ impl RepChannel {
                 guards: Mutex::new(vec![g1, g2]),
                 handled: AtomicU64::new(0),
                 busy: AtomicBool::new(false),
+                thread: Mutex::new(None),
             }),
         })
     }
@@ -1148,6 +1181,7 @@ impl RepChannel {
         }
         let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.wake.notify_waiters();
+        self.shared.stop_thread();
         let weak = Arc::downgrade(&self.shared);
         match mode {
             RepMode::Off => {}
@@ -1155,8 +1189,9 @@ impl RepChannel {
                 let spawned = std::thread::Builder::new()
                     .name(format!("yoton-rep-{}", self.shared.name))
                     .spawn(move || run_thread(weak, generation));
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "could not start the replier thread");
+                match spawned {
+                    Ok(handle) => *self.shared.thread.lock() = Some(handle),
+                    Err(e) => tracing::error!(error = %e, "could not start the replier thread"),
                 }
             }
             RepMode::Task => {
@@ -1193,7 +1228,8 @@ impl RepChannel {
         &self.shared.name
     }
 
-    /// Stop handling and unregister.
+    /// Stop handling and unregister. In thread mode this waits (up to
+    /// [`REP_THREAD_STOP_WAIT`]) for the request being handled to finish.
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         self.set_mode(RepMode::Off);

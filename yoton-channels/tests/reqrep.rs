@@ -269,3 +269,38 @@ fn direct_mode_sticks_to_one_replier_and_finds_another_when_it_is_gone() {
     assert_eq!(r.result_as::<i64>(WAIT).unwrap(), 1 - k);
     assert_ne!(r.replier(), chosen);
 }
+
+#[test]
+fn close_in_thread_mode_waits_for_the_request_in_hand() {
+    let (a, b) = (ctx(), ctx());
+    let rep = RepChannel::new(&a, "slowclose").unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (s, f) = (started.clone(), finished.clone());
+    rep.handle("nap", move |(): ()| {
+        s.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(400));
+        f.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(1i64)
+    });
+    rep.set_mode(RepMode::Thread);
+    join(&a, &b);
+    let req = ReqChannel::new(&b, "slowclose").unwrap();
+    let _reply = req.call("nap", ()).unwrap();
+    wait_for("the handler to start", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    let t0 = Instant::now();
+    rep.close();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "close returned while the handler was still running"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(!rep.is_busy());
+}
