@@ -309,6 +309,7 @@ struct SubShared {
     sync_on: AtomicBool,
     invalid: std::sync::atomic::AtomicU64,
     ref_seq: std::sync::atomic::AtomicU64,
+    spinner: crate::spin::Spinner,
 }
 
 impl SubShared {
@@ -469,6 +470,7 @@ impl<M: MessageType> SubChannel<M> {
             sync_on: AtomicBool::new(false),
             invalid: Default::default(),
             ref_seq: Default::default(),
+            spinner: Default::default(),
         });
         let g1 = ctx.register_receiver(
             in_slot,
@@ -490,6 +492,7 @@ impl<M: MessageType> SubChannel<M> {
     }
 
     fn decode(&self, p: Package) -> Option<M::Message> {
+        self.shared.spinner.saw(p.payload.len());
         match M::decode(p.payload) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -537,7 +540,9 @@ impl<M: MessageType> SubChannel<M> {
             } else {
                 spun = true;
                 let inbox = &self.shared.inbox;
-                crate::spin::spin(left, || inbox.may_have().then(|| inbox.pop()).flatten())
+                self.shared
+                    .spinner
+                    .spin(left, || inbox.may_have().then(|| inbox.pop()).flatten())
             };
             let got = match polled {
                 Some(p) => Some(p),

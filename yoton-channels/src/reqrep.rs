@@ -257,7 +257,7 @@ impl Reply {
             .channel
             .upgrade()
             .ok_or(ChannelError::Cancelled)?;
-        if let Some(r) = crate::spin::spin(Some(timeout), || self.outcome()) {
+        if let Some(r) = ch.spinner.spin(Some(timeout), || self.outcome()) {
             return Ok(Some(r));
         }
         Ok(ch.ctx.block_on("result", self.wait(Some(timeout)))?)
@@ -361,6 +361,7 @@ struct ReqShared {
     wake: Arc<Wake>,
     closed: AtomicBool,
     guards: Mutex<Vec<SlotGuard>>,
+    spinner: crate::spin::Spinner,
 }
 
 impl ReqShared {
@@ -518,6 +519,7 @@ impl ReqChannel {
             wake,
             closed: AtomicBool::new(false),
             guards: Mutex::new(vec![g1, g2]),
+            spinner: Default::default(),
         });
         ctx.runtime()
             .spawn(drive_requester(Arc::downgrade(&shared)));
