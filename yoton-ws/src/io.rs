@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes a peer may send before the Yoton handshake is complete (the HTTP upgrade,
-/// WebSocket framing and the handshake line, which is at most 128 KiB, together).
+/// WebSocket framing and the handshake line, which is at most 256 bytes, together).
 /// Without it, a peer could make a pending connection buffer a message of up to the
 /// transport's maximum message size (1 GiB) before saying who it is.
 pub const PRE_HANDSHAKE_BUDGET: u64 = 1 << 20;
