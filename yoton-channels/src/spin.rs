@@ -5,7 +5,7 @@
 //! 0.9-1.0x the floor's round trip, and a blocking request/reply call from 2.0x to
 //! 1.1-1.2x (`yoton bench --workload W3`). The cost: a receive that has to wait
 //! keeps its CPU busy for up to [`BLOCKING_SPIN`] first, yielding it to any other
-//! thread that wants it. So a channel spins only while it pays: not after a message
+//! thread that wants it. So a subscriber spins only while it pays: not after a message
 //! above 64 KiB (a stream of large messages is bound by copying, and a spinning
 //! receiver took a fifth of the 1 MiB throughput of W2 on 2 cores), and after three
 //! spins in a row that ended without a message only every 16th wait spins.
