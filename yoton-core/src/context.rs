@@ -459,7 +459,9 @@ impl Context {
     ///
     /// Soft back-pressure: called from a thread outside any tokio runtime, it first
     /// waits (up to 1 s) while a connection's send queue is full. Inside a runtime use
-    /// [`Context::send_async`], which waits the same way without blocking.
+    /// [`Context::send_async`], which waits the same way without blocking. A package
+    /// with an empty payload is refused ([`Error::EmptyPayload`]): on the wire it
+    /// would read as a heartbeat, or as a goodbye that closes the connection.
     pub fn send(&self, package: Package) -> Result<()> {
         let full = self.route(package)?;
         if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
@@ -486,6 +488,9 @@ impl Context {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed("context"));
         }
+        if package.payload.is_empty() {
+            return Err(Error::EmptyPayload { slot: package.slot });
+        }
         let mut full = Vec::new();
         let mut st = self.inner.state.lock();
         st.router.send(package, |c, p| {
@@ -500,8 +505,8 @@ impl Context {
     /// straight into the send queues: no allocation for payloads up to 16 KiB
     /// ([`COPY_THRESHOLD`](crate::stream::COPY_THRESHOLD)); larger ones, and any
     /// package sent before the first connection, are copied once into a [`Bytes`](bytes::Bytes).
-    /// Otherwise as [`Context::send`] (soft back-pressure included). An empty
-    /// payload is sent as it is (a channel never sends one).
+    /// Otherwise as [`Context::send`] (soft back-pressure included); an empty
+    /// payload is an error ([`Error::EmptyPayload`]), as for `send`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -535,6 +540,9 @@ impl Context {
     }
 
     fn route_slice(&self, slot: u64, payload: &[u8]) -> Result<Vec<Connection>> {
+        if payload.is_empty() {
+            return Err(Error::EmptyPayload { slot });
+        }
         if payload.len() > crate::stream::COPY_THRESHOLD {
             return self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)));
         }

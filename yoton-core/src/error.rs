@@ -57,6 +57,14 @@ pub enum Error {
     /// The context or connection is closed.
     #[error("{0} is closed")]
     Closed(&'static str),
+
+    /// A package without payload cannot be sent: on the wire it would read as a
+    /// heartbeat, or as a goodbye that closes the connection.
+    #[error("a package for slot {slot:#x} has an empty payload; Yoton cannot carry it (an empty package is a heartbeat or goodbye signal on the wire)")]
+    EmptyPayload {
+        /// The package's slot.
+        slot: u64,
+    },
     /// A bounded wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

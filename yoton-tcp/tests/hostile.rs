@@ -169,3 +169,29 @@ async fn a_handshake_line_without_crlf_is_refused() {
     );
     assert!(host.is_waiting());
 }
+
+/// An empty package cannot be sent: as the very first package (sequence 1) it would
+/// reach the peer as a goodbye and close the connection. Both send paths refuse it,
+/// name the slot, and the connection carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_payload_is_refused_and_the_connection_stays_up() {
+    let (a, b) = (ctx(), ctx());
+    let (ca, _cb) = join(&a, &b).await;
+    let slot = yoton_core::slot_hash("empty.txt.pub-sub");
+    let mut got = inbox(&b, slot);
+    let e = a
+        .send_async(yoton_core::Package::new(slot, ""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, yoton_core::Error::EmptyPayload { slot: s } if s == slot),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&format!("{slot:#x}")), "{e}");
+    let e = a.send_slice_async(slot, b"").await.unwrap_err();
+    assert!(matches!(e, yoton_core::Error::EmptyPayload { .. }), "{e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ca.is_connected());
+    a.send_async(text(slot, "still here")).await.unwrap();
+    assert_eq!(got.recv_text().await, "still here");
+}
