@@ -28,6 +28,11 @@
 //!   (`reference_spins_when_a_package_is_cut_off`).
 //! * Its 10 KB socket buffers make it send big messages to a Rust receiver at ~2 MB/s
 //!   on Linux loopback (`binary_python_to_rust_10mb`).
+//! * A bound connection that is still waiting queues every package sent meanwhile and
+//!   replays them all to the first peer that connects: a newcomer first learns stale
+//!   states, and if a NEW_CONNECTION reaches it before the current value it resends
+//!   the stale one with a new sequence number, which then wins everywhere
+//!   (`state_both_ways_and_newcomers` binds its second port late for that reason).
 //! * `SubChannel.recv()` returns `None` for an `obj` channel both when nothing came
 //!   and when the message was `None` (the peer uses the channel's `_recv`;
 //!   `objects_rust_to_python` sends a `None` first).
