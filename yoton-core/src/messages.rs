@@ -26,11 +26,66 @@ pub trait MessageReader: Send + 'static {
     fn handshake_done(&mut self) {}
 }
 
+/// One message to send: whole, or in two parts that make one message (a large
+/// package's header and payload, so that a transport that can send parts, as QUIC's
+/// streams can, never copies the payload).
+///
+/// ```
+/// use bytes::Bytes;
+/// use yoton_core::messages::OutMessage;
+/// let m = OutMessage::Parts(Bytes::from_static(b"head"), Bytes::from_static(b"body"));
+/// assert_eq!(m.len(), 8);
+/// assert_eq!(m.first(), b"head");
+/// assert_eq!(&m.into_bytes()[..], b"headbody");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutMessage {
+    /// The whole message.
+    Whole(Bytes),
+    /// The message is the first part followed by the second.
+    Parts(Bytes, Bytes),
+}
+
+impl OutMessage {
+    /// Length of the whole message.
+    pub fn len(&self) -> usize {
+        match self {
+            OutMessage::Whole(b) => b.len(),
+            OutMessage::Parts(a, b) => a.len() + b.len(),
+        }
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first part (the whole message when it is whole).
+    pub fn first(&self) -> &[u8] {
+        match self {
+            OutMessage::Whole(b) | OutMessage::Parts(b, _) => b,
+        }
+    }
+
+    /// The message in one piece (parts are joined: one copy).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            OutMessage::Whole(b) => b,
+            OutMessage::Parts(a, b) => {
+                let mut m = BytesMut::with_capacity(a.len() + b.len());
+                m.extend_from_slice(&a);
+                m.extend_from_slice(&b);
+                m.freeze()
+            }
+        }
+    }
+}
+
 /// The sending half of a message transport.
 #[async_trait]
 pub trait MessageWriter: Send + 'static {
     /// Send these messages in order, then flush.
-    async fn send(&mut self, messages: Vec<Bytes>) -> Result<(), LinkError>;
+    async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError>;
     /// Close the sending direction.
     async fn close(&mut self) -> Result<(), LinkError>;
 }
@@ -73,7 +128,7 @@ impl handshake::LineIo for MessageLines<'_> {
         let msg = Bytes::from(format!("{line}\r\n"));
         self.raw
             .writer
-            .send(vec![msg])
+            .send(vec![OutMessage::Whole(msg)])
             .await
             .map_err(|e| HandshakeError::Io(std::io::Error::other(e.to_string())))
     }
@@ -190,13 +245,15 @@ impl LinkWriter for MessagePackages {
         let mut msgs = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
-                Outgoing::Encoded(run) => msgs.extend(split_encoded(run)),
+                Outgoing::Encoded(run) => msgs.extend(split_encoded(run).map(OutMessage::Whole)),
+                // A large package: header and payload as parts (the payload by
+                // reference); a signal is its header alone.
                 Outgoing::Frame(f) => {
-                    let payload = f.payload();
-                    let mut m = BytesMut::with_capacity(HEADER_SIZE + payload.len());
-                    m.extend_from_slice(&f.header());
-                    m.extend_from_slice(payload);
-                    msgs.push(m.freeze());
+                    let header = Bytes::copy_from_slice(&f.header());
+                    msgs.push(match f {
+                        Frame::Package(p) => OutMessage::Parts(header, p.payload.clone()),
+                        _ => OutMessage::Whole(header),
+                    });
                 }
             }
         }
@@ -234,5 +291,61 @@ mod tests {
         // A cut-off tail ends the run instead of panicking.
         let cut = run.slice(..run.len() - 1);
         assert_eq!(split_encoded(&cut).count(), 2);
+    }
+
+    struct Capture(std::sync::Arc<parking_lot::Mutex<Vec<OutMessage>>>);
+
+    #[async_trait]
+    impl MessageWriter for Capture {
+        async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
+            self.0.lock().extend(messages);
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<(), LinkError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_package_goes_as_header_and_payload_parts_without_a_copy() {
+        let sent = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut w = MessagePackages {
+            io: Box::new(Capture(sent.clone())),
+        };
+        let big = Package::new(7, vec![9u8; 100_000]);
+        let mut run = BytesMut::new();
+        Package::new(8, "small").encode_into(&mut run);
+        w.write_batch(&[
+            Outgoing::Encoded(run.freeze()),
+            Outgoing::Frame(Frame::Package(big.clone())),
+            Outgoing::Frame(Frame::Goodbye),
+        ])
+        .await
+        .unwrap();
+        let sent = std::mem::take(&mut *sent.lock());
+        assert_eq!(sent.len(), 3);
+        match &sent[1] {
+            OutMessage::Parts(header, payload) => {
+                assert_eq!(header[..], big.header()[..]);
+                assert_eq!(
+                    payload.as_ptr(),
+                    big.payload.as_ptr(),
+                    "the payload was copied"
+                );
+            }
+            other => panic!("a large package as {other:?}"),
+        }
+        let whole: Vec<Frame> = sent
+            .into_iter()
+            .map(|m| decode_message(m.into_bytes(), 1 << 20).unwrap())
+            .collect();
+        assert_eq!(
+            whole,
+            [
+                Frame::Package(Package::new(8, "small")),
+                Frame::Package(big),
+                Frame::Goodbye
+            ]
+        );
     }
 }

@@ -64,7 +64,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use yoton_core::codec::CodecError;
 use yoton_core::handshake::MAX_LINE;
 use yoton_core::link::LinkError;
-use yoton_core::messages::{MessageReader, MessageWriter, RawMessages};
+use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
 use yoton_core::package::{Header, CONTROL, HEADER_SIZE};
 use yoton_core::Endpoint;
 
@@ -598,8 +598,16 @@ impl Drop for QuicWriter {
     }
 }
 
-async fn send_large(mut stream: quinn::SendStream, message: Bytes) {
-    if let Err(e) = stream.write_chunk(message).await {
+async fn send_large(mut stream: quinn::SendStream, message: OutMessage) {
+    // Parts go as they are: quinn keeps the Bytes, the payload is never copied.
+    let written = match message {
+        OutMessage::Whole(m) => stream.write_chunk(m).await,
+        OutMessage::Parts(header, payload) => match stream.write_chunk(header).await {
+            Ok(()) => stream.write_chunk(payload).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = written {
         tracing::debug!(error = %e, "a large package could not be sent");
         return;
     }
@@ -611,12 +619,18 @@ async fn send_large(mut stream: quinn::SendStream, message: Bytes) {
 
 #[async_trait]
 impl MessageWriter for QuicWriter {
-    async fn send(&mut self, messages: Vec<Bytes>) -> Result<(), LinkError> {
+    async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
         for m in messages {
-            let large =
-                m.len() > HEADER_SIZE.saturating_add(self.threshold) && word(&m) == Some(CONTROL);
+            let large = m.len() > HEADER_SIZE.saturating_add(self.threshold)
+                && word(m.first()) == Some(CONTROL);
             if !large {
-                self.batch.extend_from_slice(&m);
+                match &m {
+                    OutMessage::Whole(b) => self.batch.extend_from_slice(b),
+                    OutMessage::Parts(a, b) => {
+                        self.batch.extend_from_slice(a);
+                        self.batch.extend_from_slice(b);
+                    }
+                }
                 continue;
             }
             self.flush_batch().await?;
@@ -627,7 +641,7 @@ impl MessageWriter for QuicWriter {
                 .map_err(|e| connection_error(&e))?;
             self.batch.extend_from_slice(&REF_CONTROL.to_le_bytes());
             self.batch
-                .extend_from_slice(m.get(8..HEADER_SIZE).unwrap_or_default());
+                .extend_from_slice(m.first().get(8..HEADER_SIZE).unwrap_or_default());
             tokio::spawn(send_large(stream, m));
         }
         self.flush_batch().await

@@ -7,6 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use yoton_core::handshake::Hello;
+use yoton_core::messages::OutMessage::Whole;
 use yoton_core::messages::RawMessages;
 use yoton_core::transport::{Incoming, Transport};
 use yoton_core::{slot_hash, Address, Package};
@@ -27,7 +28,7 @@ async fn a_client_that_is_not_yoton_is_answered_and_the_host_keeps_waiting() {
     let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
     let mut m = raw(&client, &host.name()).await;
     m.writer
-        .send(vec![Bytes::from_static(b"GET / HTTP/1.1\r\n")])
+        .send(vec![Whole(Bytes::from_static(b"GET / HTTP/1.1\r\n"))])
         .await
         .unwrap();
     let answer = tokio::time::timeout(WAIT, m.reader.recv())
@@ -53,8 +54,8 @@ async fn bytes_that_are_neither_lines_nor_packages_lose_track() {
     // The handshake line, then 300 bytes without a line end or a package header.
     m.writer
         .send(vec![
-            Bytes::from(Hello { id: 78, pid: 1 }.line()),
-            Bytes::from(vec![b'x'; 300]),
+            Whole(Bytes::from(Hello { id: 78, pid: 1 }.line())),
+            Whole(Bytes::from(vec![b'x'; 300])),
         ])
         .await
         .unwrap();
@@ -84,8 +85,8 @@ async fn an_oversized_announcement_is_refused_before_any_payload() {
     bytes.extend_from_slice(b"0123456789");
     m.writer
         .send(vec![
-            Bytes::from(Hello { id: 79, pid: 1 }.line()),
-            Bytes::from(bytes),
+            Whole(Bytes::from(Hello { id: 79, pid: 1 }.line())),
+            Whole(Bytes::from(bytes)),
         ])
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use yoton_core::connection::STOP_EOF;
-use yoton_core::messages::{MessageReader, MessageWriter, RawMessages};
+use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
 use yoton_core::{Endpoint, LinkError};
 
 use std::sync::Arc;
@@ -122,10 +122,12 @@ struct WsWriter {
 
 #[async_trait]
 impl MessageWriter for WsWriter {
-    async fn send(&mut self, messages: Vec<Bytes>) -> Result<(), LinkError> {
+    async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
         for m in messages {
+            // One WebSocket message per package: parts are joined (tungstenite takes
+            // a message in one piece).
             self.sink
-                .feed(Message::Binary(m))
+                .feed(Message::Binary(m.into_bytes()))
                 .await
                 .map_err(link_error)?;
         }
