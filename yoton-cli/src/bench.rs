@@ -755,6 +755,7 @@ fn evaluate(
             // Senders start the clock, receivers stop it.
             let (mut t0, mut t_end) = (u64::MAX, 0u64);
             let (mut received, mut ooo, mut dropped, mut receivers) = (0.0, 0.0, 0.0, 0u64);
+            let mut gaps = 0.0;
             let (mut hwm_send, mut hwm_recv) = (0.0f64, 0.0f64);
             for r in results.iter().flatten() {
                 if r.get("t0_ns").is_some() {
@@ -765,6 +766,7 @@ fn evaluate(
                     t_end = t_end.max(num(r, "t_last_ns") as u64);
                     received += num(r, "received");
                     ooo += num(r, "out_of_order");
+                    gaps += r.get("gaps").map_or(0.0, |_| num(r, "gaps"));
                     dropped += num(r, "discarded");
                     hwm_recv = hwm_recv.max(num(r, "hwm"));
                     receivers += 1;
@@ -785,6 +787,9 @@ fn evaluate(
             }
             if ooo > 0.0 {
                 notes.push(format!("{ooo} out of order"));
+            }
+            if gaps > 0.0 {
+                notes.push(format!("{gaps} gaps"));
             }
             if dropped > 0.0 {
                 notes.push(format!("{dropped} dropped by queue"));

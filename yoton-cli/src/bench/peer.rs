@@ -186,6 +186,7 @@ struct Received {
     n: u64,
     bytes: u64,
     out_of_order: u64,
+    gaps: u64,
     t_first: u64,
     t_last: u64,
 }
@@ -202,9 +203,13 @@ fn receive(sub: &SubChannel<Binary>, count: u64, size: usize) -> Received {
         r.n += 1;
         r.bytes += m.len() as u64;
         if check {
+            // Behind what was expected: reordered (or repeated); ahead: a gap
+            // (packages lost on the way, e.g. discarded by a full relay).
             let s = seq_of(m).unwrap_or(u64::MAX);
-            if s != expect {
+            if s < expect {
                 r.out_of_order += 1;
+            } else if s > expect {
+                r.gaps += 1;
             }
             expect = s.wrapping_add(1);
         }
@@ -248,7 +253,7 @@ fn sub(spec: &Spec) -> R<()> {
     let _j = join(spec, ctx, fp)?;
     let r = receive(&sub, spec.count, spec.size);
     child::result(json!({
-        "received": r.n, "bytes": r.bytes, "out_of_order": r.out_of_order,
+        "received": r.n, "bytes": r.bytes, "out_of_order": r.out_of_order, "gaps": r.gaps,
         "discarded": sub.discarded(), "t_first_ns": r.t_first, "t_last_ns": r.t_last,
         "hwm": child::proc_status_bytes("VmHWM"),
     }));
@@ -335,7 +340,7 @@ fn duplex(spec: &Spec) -> R<()> {
     let r = receive(&sub, spec.count, spec.size);
     let (t0, t_sent) = sender.join().map_err(|_| "sender panicked")??;
     child::result(json!({
-        "t0_ns": t0, "t_sent_ns": t_sent, "received": r.n, "out_of_order": r.out_of_order,
+        "t0_ns": t0, "t_sent_ns": t_sent, "received": r.n, "out_of_order": r.out_of_order, "gaps": r.gaps,
         "discarded": sub.discarded(), "t_last_ns": r.t_last,
     }));
     child::wait_quit_and_exit()
