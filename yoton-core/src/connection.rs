@@ -119,6 +119,7 @@ impl Pushed {
     }
 }
 
+#[derive(Default)]
 struct Queue {
     /// In order: runs of small packages in wire encoding, large packages, signals.
     items: VecDeque<Outgoing>,
@@ -295,18 +296,7 @@ impl Connection {
                     reason: None,
                 }),
                 status: watch::Sender::new(status),
-                queue: Mutex::new(Queue {
-                    items: VecDeque::new(),
-                    open: BytesMut::new(),
-                    queued: 0,
-                    in_flight: 0,
-                    bytes: 0,
-                    bytes_in_flight: 0,
-                    pushed: 0,
-                    written: 0,
-                    sealed: false,
-                    stalled: false,
-                }),
+                queue: Mutex::new(Queue::default()),
                 limits: ctx.queue_limits(),
                 wake_writer: Notify::new(),
                 progress: Notify::new(),
@@ -521,12 +511,9 @@ impl Connection {
         };
         let first = q.is_empty();
         q.push_encoded(header, payload);
-        let wait = !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes);
-        drop(q);
-        if first {
-            self.shared.wake_writer.notify_one();
+        Pushed::Queued {
+            wait: self.pushed(q, first),
         }
-        Pushed::Queued { wait }
     }
 
     /// The locked queue when it takes another package, or why not (closed, or at
@@ -554,6 +541,12 @@ impl Connection {
     fn enqueue(&self, mut q: parking_lot::MutexGuard<'_, Queue>, frame: Frame) -> bool {
         let first = q.is_empty();
         q.push(frame);
+        self.pushed(q, first)
+    }
+
+    /// After a push: unlock, wake the writer when the queue was empty before (`first`),
+    /// and say whether a local sender should now wait for room.
+    fn pushed(&self, q: parking_lot::MutexGuard<'_, Queue>, first: bool) -> bool {
         let wait = !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes);
         drop(q);
         if first {
@@ -999,21 +992,6 @@ mod tests {
         assert_eq!(warned, [1, 10, 100, 1000, 10_000, 100_000]);
     }
 
-    fn empty_queue() -> Queue {
-        Queue {
-            items: VecDeque::new(),
-            open: BytesMut::new(),
-            queued: 0,
-            in_flight: 0,
-            bytes: 0,
-            bytes_in_flight: 0,
-            pushed: 0,
-            written: 0,
-            sealed: false,
-            stalled: false,
-        }
-    }
-
     /// Decode what a byte stream would carry for this batch.
     fn wire(batch: &[Outgoing]) -> Vec<Frame> {
         use tokio_util::codec::Decoder;
@@ -1038,7 +1016,7 @@ mod tests {
 
     #[test]
     fn small_packages_are_encoded_in_runs_and_order_is_kept() {
-        let mut q = empty_queue();
+        let mut q = Queue::default();
         let small = |i: u8| Frame::Package(Package::new(u64::from(i), vec![i; 10]));
         let large = Frame::Package(Package::new(99, vec![7u8; COPY_THRESHOLD + 1]));
         let frames = vec![
