@@ -299,10 +299,10 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
     let mut v = Vec::new();
     let want = |w: &str| workloads.iter().any(|x| x.eq_ignore_ascii_case(w));
     if want("W1") {
-        v.push(Measurement {
+        let w1 = |what: String, shape: Shape, python: bool| Measurement {
             workload: "W1",
-            what: format!("pub/sub 64 B x {}", grouped(p.w1)),
-            shape: OneWay,
+            what,
+            shape,
             floor: OneWay,
             count: p.w1,
             size: 64,
@@ -312,26 +312,15 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
                 PerSec,
                 Some(Target::RatioAtLeast(0.5)),
             )],
-            python: true,
-        });
-        v.push(Measurement {
-            workload: "W1",
-            what: format!(
-                "pub/sub 64 B x {}, send_slice (one reused buffer)",
-                grouped(p.w1)
-            ),
-            shape: OneWaySlice,
-            floor: OneWay,
-            count: p.w1,
-            size: 64,
-            metrics: vec![metric(
-                "rate",
-                "throughput",
-                PerSec,
-                Some(Target::RatioAtLeast(0.5)),
-            )],
-            python: false,
-        });
+            python,
+        };
+        let n = grouped(p.w1);
+        v.push(w1(format!("pub/sub 64 B x {n}"), OneWay, true));
+        v.push(w1(
+            format!("pub/sub 64 B x {n}, send_slice (one reused buffer)"),
+            OneWaySlice,
+            false,
+        ));
     }
     if want("W2") {
         v.push(Measurement {

@@ -24,8 +24,8 @@ const CONNECT: Duration = Duration::from_secs(20);
 pub fn run(spec: &Spec) -> R<()> {
     match spec.role.as_str() {
         "sub" => sub(spec),
-        "pub" => publish(spec),
-        "pub-slice" => publish_slices(spec),
+        "pub" => publish(spec, false),
+        "pub-slice" => publish(spec, true),
         "duplex" => duplex(spec),
         "echo" => echo(spec),
         "ping" => ping(spec),
@@ -276,7 +276,29 @@ fn send_all(
     Ok((t0, now_ns()))
 }
 
-fn publish(spec: &Spec) -> R<()> {
+/// Send `count` messages from one reused buffer with `send_slice` (no allocation per
+/// message: the sequence number is written in place), then flush.
+fn send_all_slices(
+    ctx: &Context,
+    p: &PubChannel<Binary>,
+    size: usize,
+    count: u64,
+) -> R<(u64, u64)> {
+    let mut buf = vec![0x5au8; size.max(8)];
+    let t0 = now_ns();
+    for i in 0..count {
+        if let Some(seq) = buf.get_mut(..8) {
+            seq.copy_from_slice(&i.to_le_bytes());
+        }
+        p.send_slice(&buf)?;
+    }
+    ctx.flush(Duration::from_secs(300))?;
+    Ok((t0, now_ns()))
+}
+
+/// Publish `spec.count` messages: `Bytes` per message, or with `slices` from one
+/// reused buffer.
+fn publish(spec: &Spec, slices: bool) -> R<()> {
     let (ctx, fp) = context(spec)?;
     let p = PubChannel::<Binary>::new(&ctx, "bench")?;
     let j = join(spec, ctx, fp)?;
@@ -284,32 +306,12 @@ fn publish(spec: &Spec) -> R<()> {
     let mut payloads = Payloads::new(spec.size);
     child::wait_go()?;
     wait_peers(&j.ctx, spec.peers.max(1), Duration::from_secs(60))?;
-    let (t0, t_sent) = send_all(&j.ctx, &p, &mut payloads, spec.count)?;
+    let (t0, t_sent) = if slices {
+        send_all_slices(&j.ctx, &p, spec.size, spec.count)?
+    } else {
+        send_all(&j.ctx, &p, &mut payloads, spec.count)?
+    };
     drop(payloads);
-    child::result(json!({
-        "t0_ns": t0, "t_sent_ns": t_sent, "hwm": child::proc_status_bytes("VmHWM"),
-    }));
-    child::wait_quit_and_exit()
-}
-
-/// Like `publish`, from one reused buffer with `send_slice` (no allocation per
-/// message): the publisher fills in the sequence number in place.
-fn publish_slices(spec: &Spec) -> R<()> {
-    let (ctx, fp) = context(spec)?;
-    let p = PubChannel::<Binary>::new(&ctx, "bench")?;
-    let j = join(spec, ctx, fp)?;
-    let mut buf = vec![0x5au8; spec.size.max(8)];
-    child::wait_go()?;
-    wait_peers(&j.ctx, spec.peers.max(1), Duration::from_secs(60))?;
-    let t0 = now_ns();
-    for i in 0..spec.count {
-        if let Some(seq) = buf.get_mut(..8) {
-            seq.copy_from_slice(&i.to_le_bytes());
-        }
-        p.send_slice(&buf)?;
-    }
-    j.ctx.flush(Duration::from_secs(300))?;
-    let t_sent = now_ns();
     child::result(json!({
         "t0_ns": t0, "t_sent_ns": t_sent, "hwm": child::proc_status_bytes("VmHWM"),
     }));
