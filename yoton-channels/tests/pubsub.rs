@@ -121,6 +121,7 @@ fn sync_mode_holds_the_publisher_while_the_subscriber_is_not_reading() {
     join(&a, &b);
     let n = 20_000;
     let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let held = publisher.clone();
     let sender = std::thread::spawn({
         let sent = sent.clone();
         move || {
@@ -136,7 +137,7 @@ fn sync_mode_holds_the_publisher_while_the_subscriber_is_not_reading() {
     // Nobody reads. Once the publisher is held, it makes (almost) no progress: each
     // held send waits up to 1 s.
     wait_for("messages to pile up", || sub.pending() > 32);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("the publisher to be held", || held.is_throttled());
     let before = sent.load(SeqCst);
     std::thread::sleep(Duration::from_millis(300));
     let progress = sent.load(SeqCst) - before;

@@ -40,11 +40,17 @@ async fn next_package(ws: &mut Client) -> Bytes {
     }
 }
 
+/// A plain WebSocket client, upgraded at `/yoton` (no Yoton handshake yet).
+async fn upgraded(port: u16) -> Client {
+    tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/yoton"))
+        .await
+        .unwrap()
+        .0
+}
+
 /// Connect a plain WebSocket client and do the Yoton handshake by hand.
 async fn hand_made_peer(port: u16, id: u64) -> (Client, String) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/yoton"))
-        .await
-        .unwrap();
+    let mut ws = upgraded(port).await;
     ws.send(Message::binary(
         format!("YOTON!{id:016x}.4242\r\n").into_bytes(),
     ))
@@ -257,9 +263,7 @@ async fn a_huge_message_before_the_handshake_is_cut_off_early() {
     let ctx = ws_ctx();
     let host = ctx.bind_async("ws://127.0.0.1:0").await.unwrap();
     let port = host.local().port;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/yoton"))
-        .await
-        .unwrap();
+    let mut ws = upgraded(port).await;
     let t0 = std::time::Instant::now();
     // By hand: a masked binary frame announcing 512 MiB, then its payload.
     let raw = ws.get_mut();
@@ -353,9 +357,7 @@ async fn a_handshake_that_is_not_yoton_is_refused() {
     let ctx = ws_ctx();
     let host = ctx.bind_async("ws://127.0.0.1:0").await.unwrap();
     let port = host.local().port;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/yoton"))
-        .await
-        .unwrap();
+    let mut ws = upgraded(port).await;
     ws.send(Message::binary(b"HELLO?\r\n".to_vec()))
         .await
         .unwrap();
