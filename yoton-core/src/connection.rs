@@ -176,6 +176,9 @@ impl Queue {
         self.pushed += 1;
         let need = HEADER_SIZE + payload.len();
         if self.open.capacity() - self.open.len() < need {
+            // A full run goes to the writer as it is and a new one starts: growing
+            // it would copy everything in it (the writer takes several runs at once).
+            self.close_run();
             self.open.reserve(need.max(OPEN_RUN_CHUNK));
         }
         self.open.extend_from_slice(header);
