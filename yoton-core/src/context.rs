@@ -1173,7 +1173,7 @@ impl ContextInner {
         let mut context_messages: Vec<Package> = Vec::new();
         // Consecutive packages for one slot are handed over as one batch (one lock and
         // one wake-up of the channel per read, not per package).
-        let mut run: Vec<(Package, u64)> = Vec::new();
+        let mut run: Vec<(Package, u64)> = Vec::with_capacity(frames.len());
         let mut run_slot = 0u64;
         {
             let mut st = self.state.lock();
