@@ -578,11 +578,12 @@ impl<M: MessageType> SubChannel<M> {
 
     /// Every pending message, at once.
     pub fn recv_all(&self) -> Vec<M::Message> {
-        let all = self.shared.inbox.drain();
+        let mut all = self.shared.inbox.take_all();
         self.shared.check_queue_status();
-        all.into_iter()
-            .filter_map(|(p, _)| self.decode(p))
-            .collect()
+        let mut messages = Vec::with_capacity(all.len());
+        messages.extend(all.drain(..).filter_map(|(p, _)| self.decode(p)));
+        self.shared.inbox.recycle(all);
+        messages
     }
 
     /// An iterator over the pending messages (it ends when none is pending).

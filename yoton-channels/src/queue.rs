@@ -14,6 +14,9 @@ use yoton_core::Package;
 /// Default maximum queue length (the reference's).
 pub const DEFAULT_QUEUE_LEN: usize = 10_000;
 
+/// The largest emptied queue kept for reuse (entries); a larger one is freed.
+const SPARE_MAX: usize = 64 * 1024;
+
 /// What a full queue drops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DiscardMode {
@@ -26,6 +29,9 @@ pub enum DiscardMode {
 
 struct State {
     q: VecDeque<(Package, u64)>,
+    /// An emptied queue given back by [`Inbox::recycle`]: the next [`Inbox::take_all`]
+    /// puts it in place of the one it takes, so neither grows again.
+    spare: VecDeque<(Package, u64)>,
     max_len: usize,
     mode: DiscardMode,
     closed: bool,
@@ -46,6 +52,7 @@ impl Inbox {
         Inbox {
             state: Mutex::new(State {
                 q: VecDeque::new(),
+                spare: VecDeque::new(),
                 max_len: DEFAULT_QUEUE_LEN,
                 mode: DiscardMode::Old,
                 closed: false,
@@ -125,11 +132,27 @@ impl Inbox {
         x
     }
 
-    pub(crate) fn drain(&self) -> Vec<(Package, u64)> {
+    /// Everything queued, as the queue itself (no package is moved); hand it back
+    /// with [`Inbox::recycle`] once emptied.
+    pub(crate) fn take_all(&self) -> VecDeque<(Package, u64)> {
         let mut st = self.state.lock();
-        let all = st.q.drain(..).collect();
+        let spare = std::mem::take(&mut st.spare);
+        let all = std::mem::replace(&mut st.q, spare);
         self.mark(&st);
         all
+    }
+
+    /// Give back a queue from [`Inbox::take_all`] (kept unless it grew beyond
+    /// [`SPARE_MAX`] entries).
+    pub(crate) fn recycle(&self, mut q: VecDeque<(Package, u64)>) {
+        q.clear();
+        if q.capacity() > SPARE_MAX {
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.spare.capacity() < q.capacity() {
+            st.spare = q;
+        }
     }
 
     /// Pop the leading packages whose receive sequence is at most `seq`.
@@ -250,5 +273,36 @@ impl Notifier {
             let _ = me.tx.send(());
             me.signal.emit(());
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(q: &VecDeque<(Package, u64)>) -> Vec<u64> {
+        q.iter().map(|(_, s)| *s).collect()
+    }
+
+    #[test]
+    fn take_all_hands_out_the_queue_and_a_recycled_one_takes_its_place() {
+        let inbox = Inbox::new();
+        let package = |i: u64| Package::new(1, vec![i as u8; 4]);
+        let mut batch: Vec<_> = (0..100).map(|i| (package(i), i)).collect();
+        inbox.push_many(&mut batch);
+        let all = inbox.take_all();
+        assert_eq!(seqs(&all), (0..100).collect::<Vec<_>>());
+        assert!(!inbox.may_have() && inbox.len() == 0);
+        let room = all.capacity();
+        inbox.recycle(all);
+        inbox.push(package(100), 100);
+        assert_eq!(seqs(&inbox.take_all()), [100]);
+        // The recycled queue is now the one that fills, with its room.
+        assert!(inbox.state.lock().q.capacity() >= room);
+        inbox.push(package(101), 101);
+        assert_eq!(seqs(&inbox.take_all()), [101]);
+        // A queue that grew too large is not kept.
+        inbox.recycle(VecDeque::with_capacity(SPARE_MAX + 1));
+        assert!(inbox.state.lock().spare.capacity() <= SPARE_MAX);
     }
 }
