@@ -57,6 +57,7 @@ impl SlotReceiver for PubLock {
 }
 
 impl PubLock {
+    #[inline]
     fn locked(&self) -> bool {
         if !self.any_full.load(Ordering::Acquire) {
             return false;

@@ -170,6 +170,7 @@ impl Queue {
     }
 
     /// Queue a small package given as its header and payload (encoded into the run).
+    #[inline]
     fn push_encoded(&mut self, header: &[u8; HEADER_SIZE], payload: &[u8]) {
         self.bytes += payload.len();
         self.queued += 1;
@@ -521,6 +522,7 @@ impl Connection {
 
     /// The locked queue when it takes another package, or why not (closed, or at
     /// its hard limit: then the package is counted as discarded).
+    #[inline]
     fn admit(
         &self,
         exempt: bool,
@@ -549,6 +551,7 @@ impl Connection {
 
     /// After a push: unlock, wake the writer when the queue was empty before (`first`),
     /// and say whether a local sender should now wait for room.
+    #[inline]
     fn pushed(&self, q: parking_lot::MutexGuard<'_, Queue>, first: bool) -> bool {
         let wait = !q.stalled && self.shared.limits.soft_reached(q.len(), q.bytes);
         drop(q);

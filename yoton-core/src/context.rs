@@ -539,6 +539,7 @@ impl Context {
         Ok(())
     }
 
+    #[inline]
     fn route_slice(&self, slot: u64, payload: &[u8]) -> Result<Vec<Connection>> {
         if payload.is_empty() {
             return Err(Error::EmptyPayload { slot });
