@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Bytes a peer may send before the Yoton handshake is complete (the HTTP upgrade,
@@ -53,9 +53,17 @@ impl Budget {
     }
 }
 
+/// The read buffer under a plain WebSocket. Tungstenite reads exactly the bytes it
+/// still needs for the frame at hand whenever the payloads it handed out still share
+/// its buffer, which is always the case here (they are handed on without copying):
+/// over plain TCP that was a `recv` of 14 or 120 bytes, 1.4 system calls per 64-byte
+/// package (W1: 0.7 M msg/s). Reads at least this large bypass the buffer, so large
+/// payloads are still read straight into place; TLS has its own record buffer.
+const PLAIN_READ_BUFFER: usize = 64 * 1024;
+
 /// Plain TCP (`ws://`) or TLS over TCP (`wss://`).
 enum Stream {
-    Plain(TcpStream),
+    Plain(BufReader<TcpStream>),
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
@@ -68,7 +76,7 @@ pub(crate) struct Io {
 impl Io {
     pub(crate) fn plain(s: TcpStream) -> Io {
         Io {
-            stream: Stream::Plain(s),
+            stream: Stream::Plain(BufReader::with_capacity(PLAIN_READ_BUFFER, s)),
             budget: Budget::new(),
         }
     }
