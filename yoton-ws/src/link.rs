@@ -5,7 +5,8 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -115,21 +116,66 @@ pub(crate) fn link_error(e: WsError) -> LinkError {
     }
 }
 
+/// Payloads above this size go as a fragmented message (see
+/// [`WsWriter::send_fragmented`]). Below it, joining header and payload costs less
+/// than the receiver's reassembly (W2, 1 MiB messages: 3.1-3.5 GB/s joined, 1.9-2.7
+/// in 256 KiB frames).
+const FRAGMENT_ABOVE: usize = 4 << 20;
+/// Payload bytes per continuation frame.
+const FRAGMENT: usize = 1 << 20;
+
 /// The sending half: one binary message per package.
 struct WsWriter {
     sink: SplitSink<WebSocketStream<Io>, Message>,
+}
+
+impl WsWriter {
+    /// A large package as one WebSocket message in several frames (RFC 6455 section
+    /// 5.4): the header in the first, then the payload in slices of [`FRAGMENT`]
+    /// bytes (no copy until tungstenite frames each one). Sent whole, the header and
+    /// payload had to be joined into a copy which tungstenite then copied again into
+    /// its write buffer: a sender peaked at 3x the message (W4, 256 MiB). Receivers
+    /// (tungstenite or any other) put the frames back together into one message.
+    async fn send_fragmented(&mut self, header: Bytes, payload: Bytes) -> Result<(), LinkError> {
+        let binary = OpCode::Data(Data::Binary);
+        self.sink
+            .feed(Message::Frame(Frame::message(header, binary, false)))
+            .await
+            .map_err(link_error)?;
+        let mut at = 0;
+        while at < payload.len() {
+            let end = payload.len().min(at + FRAGMENT);
+            let part = payload.slice(at..end);
+            let last = end == payload.len();
+            self.sink
+                .feed(Message::Frame(Frame::message(
+                    part,
+                    OpCode::Data(Data::Continue),
+                    last,
+                )))
+                .await
+                .map_err(link_error)?;
+            at = end;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl MessageWriter for WsWriter {
     async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
         for m in messages {
-            // One WebSocket message per package: parts are joined (tungstenite takes
-            // a message in one piece).
-            self.sink
-                .feed(Message::Binary(m.into_bytes()))
-                .await
-                .map_err(link_error)?;
+            match m {
+                OutMessage::Parts(header, payload) if payload.len() > FRAGMENT_ABOVE => {
+                    self.send_fragmented(header, payload).await?
+                }
+                // One WebSocket message per package (parts joined: a small copy).
+                m => self
+                    .sink
+                    .feed(Message::Binary(m.into_bytes()))
+                    .await
+                    .map_err(link_error)?,
+            }
         }
         self.sink.flush().await.map_err(link_error)
     }
@@ -143,5 +189,59 @@ impl MessageWriter for WsWriter {
             Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
             Err(e) => Err(link_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+    /// A receiver that refuses frames above 2 MiB gets a 9 MiB package (so it came in
+    /// frames) intact, and a small package whole, in order.
+    #[tokio::test]
+    async fn a_large_package_goes_in_frames_and_arrives_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let config = WebSocketConfig::default()
+                .max_frame_size(Some(2 << 20))
+                .max_message_size(Some(64 << 20));
+            let mut ws = tokio_tungstenite::accept_async_with_config(s, Some(config))
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => got.push(b),
+                    other => panic!("expected a binary message, got {other:?}"),
+                }
+            }
+            got
+        });
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), Io::plain(s))
+            .await
+            .unwrap();
+        let (sink, _stream) = ws.split();
+        let mut w = WsWriter { sink };
+        let payload: Bytes = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+        w.send(vec![
+            OutMessage::Parts(Bytes::from_static(b"header"), payload.clone()),
+            OutMessage::Parts(Bytes::from_static(b"h2"), Bytes::from_static(b"small")),
+        ])
+        .await
+        .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the receiver got both messages in time")
+            .unwrap();
+        assert_eq!(got[0].len(), 6 + payload.len());
+        assert_eq!(&got[0][..6], b"header");
+        assert!(got[0][6..] == payload[..], "the payload changed on the way");
+        assert_eq!(&got[1][..], b"h2small");
     }
 }
