@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -112,6 +112,9 @@ struct ReplyState {
     direct: bool,
     callbacks: Mutex<Vec<DoneCallback>>,
     done: Notify,
+    /// Tasks awaiting the reply as a future (a Reply may be cloned and awaited in
+    /// several), woken by [`Reply::finish`].
+    wakers: Mutex<Vec<Waker>>,
     channel: Weak<ReqShared>,
 }
 
@@ -223,6 +226,10 @@ impl Reply {
 
     fn finish(&self) {
         self.state.done.notify_waiters();
+        let wakers = std::mem::take(&mut *self.state.wakers.lock());
+        for w in wakers {
+            w.wake();
+        }
         self.run_callbacks();
     }
 
@@ -308,43 +315,23 @@ impl Reply {
 
 impl Future for Reply {
     type Output = Result<Value>;
+    /// Registers the task's waker with the reply, then checks it (a reply that
+    /// completes in between is seen by the check). Before, every pending poll spawned
+    /// a watcher task that lived until the reply came.
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let me = self.get_mut();
         if let Some(r) = me.outcome() {
             return Poll::Ready(r);
         }
-        // Register interest, then re-check (the reply may complete in between).
-        let notified = me.state.done.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(r) = me.outcome() {
-            return Poll::Ready(r);
+        {
+            let mut wakers = me.state.wakers.lock();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
         }
-        match notified.poll(cx) {
-            Poll::Ready(()) => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Poll::Pending => {
-                // The Notified future is dropped here; keep the waker alive through a
-                // watcher task instead.
-                let state = me.state.clone();
-                let waker = cx.waker().clone();
-                tokio::spawn(async move {
-                    let n = state.done.notified();
-                    tokio::pin!(n);
-                    n.as_mut().enable();
-                    let done = matches!(
-                        *state.status.lock(),
-                        Status::Cancelled | Status::Failed(_) | Status::Done(_)
-                    );
-                    if !done {
-                        n.await;
-                    }
-                    waker.wake();
-                });
-                Poll::Pending
-            }
+        match me.outcome() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
         }
     }
 }
@@ -630,6 +617,7 @@ impl ReqChannel {
                 direct: direct_to != 0,
                 callbacks: Mutex::new(Vec::new()),
                 done: Notify::new(),
+                wakers: Mutex::new(Vec::new()),
                 channel: Arc::downgrade(&self.shared),
             }),
         };

@@ -212,6 +212,48 @@ async fn await_a_reply() {
     }
 }
 
+/// A reply polled many times (in a select loop) and awaited in a second task by a
+/// clone: both tasks are woken when it comes, and polling does not leave a task
+/// behind per poll (it spawned a watcher task per pending poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_polled_often_and_awaited_by_a_clone_wakes_both() {
+    let (a, b) = (ctx(), ctx());
+    let req = ReqChannel::new(&a, "often").unwrap();
+    join_async(&a, &b).await;
+    let reply = req.call("echo", (7,)).unwrap();
+    let other = tokio::spawn(tokio::time::timeout(WAIT, reply.clone()));
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+    let mut polls = 0;
+    let mut r = reply;
+    let mut replier = None;
+    let v = loop {
+        tokio::select! {
+            v = &mut r => break v.unwrap(),
+            _ = tokio::time::sleep(Duration::from_millis(1)) => polls += 1,
+        }
+        if polls == 100 {
+            // Polled a hundred times while pending: no task per poll.
+            let grown = metrics.num_alive_tasks().saturating_sub(tasks_before);
+            assert!(grown < 10, "{grown} tasks more after {polls} polls");
+            // Now a replier appears and answers.
+            let rep = RepChannel::new(&b, "often").unwrap();
+            rep.set_mode(RepMode::Task);
+            replier = Some(rep);
+        }
+        assert!(polls < 20_000, "no reply");
+    };
+    assert!(replier.is_some() && polls >= 100);
+    let Value::Tuple(t) = &v else { panic!("{v:?}") };
+    assert_eq!(t[0], Value::Int(7));
+    let v2 = other
+        .await
+        .unwrap()
+        .expect("the clone's task was woken")
+        .unwrap();
+    assert_eq!(v2, v);
+}
+
 #[test]
 fn event_mode_runs_in_the_event_loop() {
     let (a, b) = (ctx(), ctx());
