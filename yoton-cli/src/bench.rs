@@ -1120,7 +1120,8 @@ fn print_table(
         }
     );
     println!(
-        "floor: minimal framed tokio TCP (8-byte length prefix, 64 KiB BufWriter/BufReader, TCP_NODELAY, same payloads), measured in the same run"
+        "floor: minimal framed tokio TCP (8-byte length prefix, {} KiB BufWriter/BufReader, TCP_NODELAY, same payloads), measured in the same run",
+        floor::buf() / 1024
     );
     println!();
     let mut t = titles.iter().peekable();

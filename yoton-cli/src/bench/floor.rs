@@ -15,6 +15,16 @@ use super::peer::SEQ_LIMIT;
 
 const BUF: usize = 64 * 1024;
 
+/// The floor's buffer size: [`BUF`], or for experiments only (not the table's) the
+/// bytes in `YOTON_BENCH_FLOOR_BUF` (8192 is tokio's default `BufWriter`/`BufReader`).
+pub(crate) fn buf() -> usize {
+    std::env::var("YOTON_BENCH_FLOOR_BUF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(BUF)
+}
+
 /// Run the floor role of `spec` (role names start with `floor-`).
 pub fn run(spec: &Spec) -> R<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -130,7 +140,7 @@ async fn receive_frames<Rd: AsyncRead + Unpin>(
     count: u64,
     size: usize,
 ) -> R<serde_json::Value> {
-    let mut r = BufReader::with_capacity(BUF, r);
+    let mut r = BufReader::with_capacity(buf(), r);
     let mut buf = Vec::new();
     let (mut n, mut ooo, mut t_first) = (0u64, 0u64, 0u64);
     let check = (8..=SEQ_LIMIT).contains(&size);
@@ -161,7 +171,7 @@ async fn publish(spec: &Spec) -> R<()> {
     let ss = streams(spec).await?;
     let mut ws: Vec<_> = ss
         .into_iter()
-        .map(|s| BufWriter::with_capacity(BUF, s))
+        .map(|s| BufWriter::with_capacity(buf(), s))
         .collect();
     let mut p = Payload::new(spec.size);
     go().await?;
@@ -192,7 +202,7 @@ async fn duplex(spec: &Spec) -> R<()> {
     go().await?;
     let (count, size) = (spec.count, spec.size);
     let send = async move {
-        let mut w = BufWriter::with_capacity(BUF, w);
+        let mut w = BufWriter::with_capacity(buf(), w);
         let mut p = Payload::new(size);
         let t0 = now_ns();
         for i in 0..count {
@@ -216,8 +226,8 @@ async fn echo(spec: &Spec) -> R<()> {
     let s = s.pop().ok_or("no stream")?;
     let (r, w) = s.into_split();
     let (mut r, mut w) = (
-        BufReader::with_capacity(BUF, r),
-        BufWriter::with_capacity(BUF, w),
+        BufReader::with_capacity(buf(), r),
+        BufWriter::with_capacity(buf(), w),
     );
     let mut buf = Vec::new();
     while read_frame(&mut r, &mut buf).await? {
@@ -232,8 +242,8 @@ async fn ping(spec: &Spec) -> R<()> {
     let s = s.pop().ok_or("no stream")?;
     let (r, w) = s.into_split();
     let (mut r, mut w) = (
-        BufReader::with_capacity(BUF, r),
-        BufWriter::with_capacity(BUF, w),
+        BufReader::with_capacity(buf(), r),
+        BufWriter::with_capacity(buf(), w),
     );
     go().await?;
     let mut p = Payload::new(spec.size);
