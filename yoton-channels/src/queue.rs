@@ -106,6 +106,10 @@ impl Inbox {
     /// Queue several packages (one lock, one wake-up); returns the length afterwards.
     pub(crate) fn push_many(&self, batch: &mut Vec<(Package, u64)>) -> usize {
         let mut st = self.state.lock();
+        if st.q.len().saturating_add(batch.len()) <= st.max_len {
+            // Room for all: one reserve and copy, no check per package.
+            st.q.extend(batch.drain(..));
+        }
         for item in batch.drain(..) {
             if st.q.len() >= st.max_len {
                 self.discarded.fetch_add(1, Ordering::Relaxed);

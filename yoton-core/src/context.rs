@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::handshake::{HandshakeError, Hello};
 use crate::link::Endpoint;
 use crate::package::{Frame, Package, SLOT_CONTEXT};
-use crate::router::{IdMap, LinkId, Received, Router};
+use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
 use crate::stream::{establish, Role};
 use crate::transport::{Registry, Transport, TransportListener};
@@ -1193,21 +1193,21 @@ impl ContextInner {
                 // Forwarding never waits (the reader must go on): a full queue only
                 // slows down local senders, and beyond its hard limit a forwarded
                 // package is discarded and counted like any other.
-                match st.router.receive(p, link, |c, p| {
+                match st.router.judge(&p, link, |c, p| {
                     c.push_package(p);
                 }) {
-                    Received::Deposit { package, recv_seq } => {
-                        if package.slot == SLOT_CONTEXT {
-                            context_messages.push(package);
+                    Verdict::Deposit(recv_seq) => {
+                        if p.slot == SLOT_CONTEXT {
+                            context_messages.push(p);
                         } else {
-                            if package.slot != run_slot {
+                            if p.slot != run_slot {
                                 flush(&mut run, run_slot, st);
-                                run_slot = package.slot;
+                                run_slot = p.slot;
                             }
-                            run.push((package, recv_seq));
+                            run.push((p, recv_seq));
                         }
                     }
-                    Received::Forwarded | Received::Dropped(_) => {}
+                    Verdict::Forwarded | Verdict::Dropped(_) => {}
                 }
             }
             flush(&mut run, run_slot, st);

@@ -162,6 +162,17 @@ pub enum Received {
     Dropped(Dropped),
 }
 
+/// What [`Router::judge`] decided about a received package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deposit it here, with this context's receive sequence number.
+    Deposit(u64),
+    /// Only forwarded (directed at another context).
+    Forwarded,
+    /// Dropped.
+    Dropped(Dropped),
+}
+
 /// The routing state of one context.
 ///
 /// ```
@@ -292,25 +303,26 @@ impl<L> Router<L> {
 
     /// The window of `source`, made the hot one (the table is bounded here).
     fn window(&mut self, source: u64) -> &mut SeenWindow {
-        let hot = match self.hot.take() {
-            Some((id, w)) if id == source => (id, w),
-            other => {
-                if let Some((id, w)) = other {
-                    self.seen.insert(id, w);
-                }
-                let w = match self.seen.remove(&source) {
-                    Some(w) => w,
-                    None => {
-                        if self.seen.len() + 1 >= MAX_SOURCES {
-                            self.forget_oldest_sources();
-                        }
-                        SeenWindow::new()
-                    }
-                };
-                (source, w)
+        // A stream from one source finds its window in place (nothing moved).
+        if !matches!(&self.hot, Some((id, _)) if *id == source) {
+            if let Some((id, w)) = self.hot.take() {
+                self.seen.insert(id, w);
             }
-        };
-        &mut self.hot.insert(hot).1
+            let w = match self.seen.remove(&source) {
+                Some(w) => w,
+                None => {
+                    if self.seen.len() + 1 >= MAX_SOURCES {
+                        self.forget_oldest_sources();
+                    }
+                    SeenWindow::new()
+                }
+            };
+            self.hot = Some((source, w));
+        }
+        &mut self
+            .hot
+            .get_or_insert_with(|| (source, SeenWindow::new()))
+            .1
     }
 
     /// Forget the least recently heard half of the sources.
@@ -332,35 +344,60 @@ impl<L> Router<L> {
         &mut self,
         package: Package,
         from: LinkId,
-        mut out: impl FnMut(&L, &Package),
+        out: impl FnMut(&L, &Package),
     ) -> Received {
+        match self.judge(&package, from, out) {
+            Verdict::Deposit(recv_seq) => Received::Deposit { package, recv_seq },
+            Verdict::Forwarded => Received::Forwarded,
+            Verdict::Dropped(why) => Received::Dropped(why),
+        }
+    }
+
+    /// [`Router::receive`] for a package the caller keeps: the verdict says whether to
+    /// deposit it (with its receive sequence number). The context's reader uses this,
+    /// so that a package is not moved into the router and back out.
+    ///
+    /// ```
+    /// use yoton_core::router::{Router, Verdict};
+    /// use yoton_core::Package;
+    ///
+    /// let mut r: Router<()> = Router::new(1);
+    /// let mut p = Package::new(5, "hi");
+    /// p.source_id = 2;
+    /// p.source_seq = 1;
+    /// assert_eq!(r.judge(&p, 7, |_, _| {}), Verdict::Deposit(1));
+    /// assert!(matches!(r.judge(&p, 7, |_, _| {}), Verdict::Dropped(_))); // a duplicate
+    /// ```
+    pub fn judge(
+        &mut self,
+        package: &Package,
+        from: LinkId,
+        mut out: impl FnMut(&L, &Package),
+    ) -> Verdict {
         if package.source_id == self.id {
-            return Received::Dropped(Dropped::OwnPackage);
+            return Verdict::Dropped(Dropped::OwnPackage);
         }
         self.received += 1;
         let received = self.received;
         let window = self.window(package.source_id);
         window.heard = received;
         if !window.accept(package.source_seq) {
-            return Received::Dropped(Dropped::Duplicate);
+            return Verdict::Dropped(Dropped::Duplicate);
         }
         let deposit = package.dest_id == 0 || package.dest_id == self.id;
         let forward = package.dest_id != self.id;
         if forward {
             for (id, l) in &self.links {
                 if *id != from {
-                    out(l, &package);
+                    out(l, package);
                 }
             }
         }
         if deposit {
             self.recv_seq += 1;
-            Received::Deposit {
-                package,
-                recv_seq: self.recv_seq,
-            }
+            Verdict::Deposit(self.recv_seq)
         } else {
-            Received::Forwarded
+            Verdict::Forwarded
         }
     }
 }
