@@ -237,6 +237,10 @@ enum Shape {
     OneWay,
     /// The same, the sender publishing from one reused buffer (`send_slice`).
     OneWaySlice,
+    /// A `send_slice` publisher writing to a raw end that only reads (TCP only).
+    PubAlone,
+    /// A raw end writing pre-encoded packages to a subscriber (TCP only).
+    SubAlone,
     /// One publisher, several subscribers.
     FanOut(usize),
     /// Both directions at once.
@@ -269,6 +273,13 @@ struct Measurement {
     size: usize,
     metrics: Vec<Metric>,
     python: bool,
+}
+
+impl Measurement {
+    /// Measured over TCP only (a raw end speaks Yoton over TCP).
+    fn tcp_only(&self) -> bool {
+        matches!(self.shape, Shape::PubAlone | Shape::SubAlone)
+    }
 }
 
 const RELAYS: usize = 6;
@@ -321,6 +332,14 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
             OneWaySlice,
             false,
         ));
+        // The two halves apart (diagnostic rows, no target).
+        let mut half = |what: &str, shape| {
+            let mut m = w1(format!("{what}, 64 B x {n} (TCP only)"), shape, false);
+            m.metrics[0].target = None;
+            v.push(m);
+        };
+        half("publisher alone, send_slice into a raw reader", PubAlone);
+        half("subscriber alone, from a raw writer", SubAlone);
     }
     if want("W2") {
         v.push(Measurement {
@@ -567,6 +586,18 @@ fn topology(shape: Shape, count: u64, size: usize, p: &Params, floor: bool) -> V
         Shape::OneWaySlice => vec![
             n("receiver", "sub").bind().reports(),
             n("sender", "pub-slice").to(0).drives(),
+        ],
+        Shape::PubAlone => vec![
+            node("receiver", "floor-raw-sink", count, size)
+                .bind()
+                .reports(),
+            n("sender", "pub-slice").to(0).drives(),
+        ],
+        Shape::SubAlone => vec![
+            n("receiver", "sub").bind().reports(),
+            node("sender", "floor-raw-source", count, size)
+                .to(0)
+                .drives(),
         ],
         Shape::FanOut(k) => {
             let mut v = vec![n("publisher", "pub").listen(k).drives()];
@@ -930,7 +961,13 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     let measurements = plan(&params, &workloads);
     let kinds_of = |m: &Measurement| -> Vec<Kind> {
         let mut k = vec![Kind::Floor];
-        k.extend(transports.iter().cloned().map(Kind::Yoton));
+        k.extend(
+            transports
+                .iter()
+                .filter(|t| !m.tcp_only() || *t == "tcp")
+                .cloned()
+                .map(Kind::Yoton),
+        );
         if python && m.python {
             k.push(Kind::Python);
         }
@@ -1033,7 +1070,11 @@ fn print_table(
     for (mi, m) in measurements.iter().enumerate() {
         titles.push((rows.len(), format!("{} {}", m.workload, m.what)));
         let floor = cells[mi].get("floor");
-        let mut kinds: Vec<String> = transports.to_vec();
+        let mut kinds: Vec<String> = transports
+            .iter()
+            .filter(|t| !m.tcp_only() || *t == "tcp")
+            .cloned()
+            .collect();
         if python && m.python {
             kinds.push(Kind::Python.label());
         }
@@ -1140,6 +1181,7 @@ fn print_table(
     println!("method: each measurement runs as separate processes over 127.0.0.1 (this executable, hidden `bench-peer` command);");
     println!("  throughput = messages received / (last receive - first send), clocks are the machine's wall clock;");
     println!("  yoton receivers use SubChannel<Binary> with an unbounded queue and recv_all batches (losses would be reported);");
+    println!("  W1 halves: the other end is raw Yoton over TCP with the floor's buffers (the handshake line, then packages; the raw reader parses headers and counts);");
     println!(
         "  W5 chain: {} processes, each one context: pinger/sender, {} relay contexts (no channels, routing only), echo/receiver;",
         RELAYS + 2,

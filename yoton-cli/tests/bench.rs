@@ -65,9 +65,13 @@ fn quick_bench_prints_a_table_with_the_floor() {
         "ratio",
         "msg/s",
         "round trip p50",
+        "publisher alone",
+        "subscriber alone",
     ] {
         assert!(out.contains(needle), "no {needle:?} in the table:\n{out}");
     }
+    // Every cell measured (the raw ends of the W1 halves speak Yoton correctly).
+    assert!(!out.contains("failed"), "a run failed:\n{out}\n{err}");
     // A progress line per step on stderr.
     assert!(err.contains("[1/"), "no progress on stderr:\n{err}");
 }

@@ -10,6 +10,8 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
+use yoton::core::package::{Header, HEADER_SIZE};
+
 use super::child::{self, now_ns, Spec, R};
 use super::peer::SEQ_LIMIT;
 
@@ -40,6 +42,8 @@ pub fn run(spec: &Spec) -> R<()> {
             "floor-relay" => relay(spec).await,
             "floor-idle-server" => idle_server(spec).await,
             "floor-idle-clients" => idle_clients(spec).await,
+            "floor-raw-sink" => raw_sink(spec).await,
+            "floor-raw-source" => raw_source(spec).await,
             other => Err(format!("unknown role {other}").into()),
         }
     })?;
@@ -105,6 +109,101 @@ async fn read_frame<Rd: AsyncRead + Unpin>(r: &mut Rd, buf: &mut Vec<u8>) -> R<b
     }
     r.read_exact(buf).await?;
     Ok(true)
+}
+
+// ------------------------------------------------------------- raw Yoton ends
+//
+// The two halves of W1 measured apart: a Yoton publisher writing to an end that only
+// reads (`raw-sink`), and an end that only writes pre-encoded packages (`raw-source`)
+// to a Yoton subscriber. Each speaks Yoton over TCP as little as it must: the
+// handshake line, then packages (56-byte header and payload), with the floor's
+// buffers.
+
+/// The handshake line of a raw end (an id of its own, this process's pid).
+async fn raw_handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>) -> R<()> {
+    let id = 0x7a11_0000_0000_0000u64 | u64::from(std::process::id());
+    s.get_mut()
+        .write_all(format!("YOTON!{id:016x}.{}\r\n", std::process::id()).as_bytes())
+        .await?;
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        if line.len() > 256 {
+            return Err("the peer's handshake line is too long".into());
+        }
+        line.push(s.read_u8().await?);
+    }
+    Ok(())
+}
+
+/// Read packages and count those of the measurement's size (context messages and
+/// heartbeats are skipped); report as a receiver does.
+async fn raw_sink(spec: &Spec) -> R<()> {
+    let mut ss = streams(spec).await?;
+    let s = ss.pop().ok_or("no stream")?;
+    let mut r = BufReader::with_capacity(buf(), s);
+    raw_handshake(&mut r).await?;
+    let mut header = [0u8; HEADER_SIZE];
+    let mut skip = vec![0u8; 64 * 1024];
+    let (mut n, mut t_first) = (0u64, 0u64);
+    while n < spec.count {
+        r.read_exact(&mut header).await?;
+        let len = Header::from_bytes(&header)
+            .map_err(|found| format!("lost track of the stream (control word {found:#x})"))?
+            .length as usize;
+        let mut left = len;
+        while left > 0 {
+            let k = left.min(skip.len());
+            r.read_exact(&mut skip[..k]).await?;
+            left -= k;
+        }
+        if len == spec.size {
+            if t_first == 0 {
+                t_first = now_ns();
+            }
+            n += 1;
+        }
+    }
+    child::result(json!({
+        "received": n, "out_of_order": 0, "t_first_ns": t_first, "t_last_ns": now_ns(),
+        "discarded": 0, "hwm": child::proc_status_bytes("VmHWM"),
+    }));
+    Ok(())
+}
+
+/// Write `count` packages for the W1 subscriber (its channel's slot, this end's
+/// source id and sequence numbers, the bench's numbered payload), encoded in place
+/// into one reused buffer of the floor's size.
+async fn raw_source(spec: &Spec) -> R<()> {
+    let mut ss = streams(spec).await?;
+    let s = ss.pop().ok_or("no stream")?;
+    let mut s = BufReader::with_capacity(4096, s);
+    raw_handshake(&mut s).await?;
+    let mut w = BufWriter::with_capacity(buf(), s.into_inner());
+    let slot = yoton::channel_slot("bench", "bin", "pub-sub");
+    let source_id = 0x7a11_0000_0000_0000u64 | u64::from(std::process::id());
+    let mut p = Payload::new(spec.size);
+    go().await?;
+    let t0 = now_ns();
+    for i in 0..spec.count {
+        let payload = p.get(i);
+        let h = Header {
+            slot,
+            source_id,
+            source_seq: i + 1,
+            dest_id: 0,
+            dest_seq: 0,
+            length: payload.len() as u64,
+        };
+        w.write_all(&h.to_bytes()).await?;
+        w.write_all(payload).await?;
+    }
+    w.flush().await?;
+    let t_sent = now_ns();
+    child::result(
+        json!({"t0_ns": t0, "t_sent_ns": t_sent, "hwm": child::proc_status_bytes("VmHWM")}),
+    );
+    tokio::task::spawn_blocking(child::wait_quit).await?;
+    Ok(())
 }
 
 struct Payload {
