@@ -91,10 +91,7 @@ impl Params {
             }
         } else {
             Params {
-                w1: std::env::var("YOTON_BENCH_W1")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1_000_000),
+                w1: child::env_number("YOTON_BENCH_W1").unwrap_or(1_000_000),
                 w2: 2_000,
                 w3: 10_000,
                 w4: 256 << 20,
@@ -276,9 +273,11 @@ struct Measurement {
 }
 
 impl Measurement {
-    /// Measured over TCP only (a raw end speaks Yoton over TCP).
-    fn tcp_only(&self) -> bool {
-        matches!(self.shape, Shape::PubAlone | Shape::SubAlone)
+    /// The transports (of `all`) this measurement runs over: TCP only for the W1
+    /// halves (a raw end speaks Yoton over TCP).
+    fn transports<'a>(&self, all: &'a [String]) -> impl Iterator<Item = &'a String> {
+        let tcp_only = matches!(self.shape, Shape::PubAlone | Shape::SubAlone);
+        all.iter().filter(move |t| !tcp_only || *t == "tcp")
     }
 }
 
@@ -786,7 +785,7 @@ fn evaluate(
                     t_end = t_end.max(num(r, "t_last_ns") as u64);
                     received += num(r, "received");
                     ooo += num(r, "out_of_order");
-                    gaps += r.get("gaps").map_or(0.0, |_| num(r, "gaps"));
+                    gaps += num(r, "gaps");
                     dropped += num(r, "discarded");
                     hwm_recv = hwm_recv.max(num(r, "hwm"));
                     receivers += 1;
@@ -961,13 +960,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     let measurements = plan(&params, &workloads);
     let kinds_of = |m: &Measurement| -> Vec<Kind> {
         let mut k = vec![Kind::Floor];
-        k.extend(
-            transports
-                .iter()
-                .filter(|t| !m.tcp_only() || *t == "tcp")
-                .cloned()
-                .map(Kind::Yoton),
-        );
+        k.extend(m.transports(&transports).cloned().map(Kind::Yoton));
         if python && m.python {
             k.push(Kind::Python);
         }
@@ -1070,11 +1063,7 @@ fn print_table(
     for (mi, m) in measurements.iter().enumerate() {
         titles.push((rows.len(), format!("{} {}", m.workload, m.what)));
         let floor = cells[mi].get("floor");
-        let mut kinds: Vec<String> = transports
-            .iter()
-            .filter(|t| !m.tcp_only() || *t == "tcp")
-            .cloned()
-            .collect();
+        let mut kinds: Vec<String> = m.transports(transports).cloned().collect();
         if python && m.python {
             kinds.push(Kind::Python.label());
         }

@@ -50,6 +50,12 @@ pub struct Spec {
     pub window_ms: u64,
 }
 
+/// A number from the environment variable `name` (the bench's experiment settings,
+/// `YOTON_BENCH_*`); None when unset or not a number.
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// Wall-clock time in nanoseconds since the Unix epoch: comparable between the
 /// processes of one machine (the coordinator subtracts a sender's start from a
 /// receiver's end).

@@ -20,9 +20,7 @@ const BUF: usize = 64 * 1024;
 /// The floor's buffer size: [`BUF`], or for experiments only (not the table's) the
 /// bytes in `YOTON_BENCH_FLOOR_BUF` (8192 is tokio's default `BufWriter`/`BufReader`).
 pub(crate) fn buf() -> usize {
-    std::env::var("YOTON_BENCH_FLOOR_BUF")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    child::env_number("YOTON_BENCH_FLOOR_BUF")
         .filter(|&n| n > 0)
         .unwrap_or(BUF)
 }
@@ -119,11 +117,15 @@ async fn read_frame<Rd: AsyncRead + Unpin>(r: &mut Rd, buf: &mut Vec<u8>) -> R<b
 // handshake line, then packages (56-byte header and payload), with the floor's
 // buffers.
 
-/// The handshake line of a raw end (an id of its own, this process's pid).
+/// The context id a raw end says it is (and its packages' source id).
+fn raw_id() -> u64 {
+    0x7a11_0000_0000_0000 | u64::from(std::process::id())
+}
+
+/// The handshake line of a raw end (its id, this process's pid).
 async fn raw_handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>) -> R<()> {
-    let id = 0x7a11_0000_0000_0000u64 | u64::from(std::process::id());
     s.get_mut()
-        .write_all(format!("YOTON!{id:016x}.{}\r\n", std::process::id()).as_bytes())
+        .write_all(format!("YOTON!{:016x}.{}\r\n", raw_id(), std::process::id()).as_bytes())
         .await?;
     let mut line = Vec::new();
     while !line.ends_with(b"\r\n") {
@@ -180,7 +182,7 @@ async fn raw_source(spec: &Spec) -> R<()> {
     raw_handshake(&mut s).await?;
     let mut w = BufWriter::with_capacity(buf(), s.into_inner());
     let slot = yoton::channel_slot("bench", "bin", "pub-sub");
-    let source_id = 0x7a11_0000_0000_0000u64 | u64::from(std::process::id());
+    let source_id = raw_id();
     let mut p = Payload::new(spec.size);
     go().await?;
     let t0 = now_ns();

@@ -50,10 +50,7 @@ fn context(spec: &Spec) -> R<(Context, Option<String>)> {
     let (registry, fp) = registry(spec)?;
     let mut b = Context::builder().registry(registry);
     // Experiments only (not used by the table): another send queue length.
-    if let Some(n) = std::env::var("YOTON_BENCH_SEND_QUEUE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = child::env_number("YOTON_BENCH_SEND_QUEUE") {
         b = b.send_queue(n);
     }
     Ok((b.build()?, fp))
