@@ -125,27 +125,18 @@ impl PackageCodec {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         let mut at = 0usize;
-        let mut failed = None;
+        // Complete frames with good headers; a bad or incomplete one ends the run and
+        // is left to `decode` below (its error, or its reserve).
         while let Some(raw) = src.get(at..at + HEADER_SIZE) {
             let mut bytes = [0u8; HEADER_SIZE];
             bytes.copy_from_slice(raw);
-            let h = match Header::from_bytes(&bytes) {
-                Ok(h) if h.length > self.max_len => {
-                    failed = Some(CodecError::TooLarge {
-                        length: h.length,
-                        max: self.max_len,
-                    });
-                    break;
-                }
-                Ok(h) => h,
-                Err(found) => {
-                    failed = Some(CodecError::LostTrack { found });
-                    break;
-                }
+            let Ok(h) = Header::from_bytes(&bytes) else {
+                break;
             };
             let start = at + HEADER_SIZE;
-            let Some(end) = usize::try_from(h.length)
-                .ok()
+            let Some(end) = Some(h.length)
+                .filter(|&n| n <= self.max_len)
+                .and_then(|n| usize::try_from(n).ok())
                 .and_then(|n| start.checked_add(n))
                 .filter(|&end| end <= src.len())
             else {
@@ -163,10 +154,8 @@ impl PackageCodec {
             );
         }
         self.spans = spans;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        // An incomplete frame: consume its header and reserve as `decode` does.
+        // What is left starts with a bad header (its error, after the frames before
+        // it), or an incomplete frame (its header consumed, room reserved).
         if let Some(f) = self.decode(src)? {
             out.push(f);
         }
