@@ -488,11 +488,11 @@ impl Connection {
     /// and counted). Only this context's own context messages (`NEW_CONNECTION`, ...)
     /// are exempt: forwarded ones count like any other package.
     pub(crate) fn push_package(&self, p: &Package) -> Pushed {
+        let exempt = p.slot == SLOT_CONTEXT && p.source_id == self.shared.own_id;
         if p.payload.len() <= COPY_THRESHOLD {
-            let exempt = p.slot == SLOT_CONTEXT && p.source_id == self.shared.own_id;
             return self.push_small(&p.header(), &p.payload, exempt);
         }
-        let q = match self.admit(false) {
+        let q = match self.admit(exempt) {
             Ok(q) => q,
             Err(pushed) => return pushed,
         };
