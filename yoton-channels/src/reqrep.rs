@@ -111,9 +111,8 @@ struct ReplyState {
     /// Sent straight to a known replier (direct mode), without a pre-request.
     direct: bool,
     callbacks: Mutex<Vec<DoneCallback>>,
-    done: Notify,
-    /// Tasks awaiting the reply as a future (a Reply may be cloned and awaited in
-    /// several), woken by [`Reply::finish`].
+    /// Tasks awaiting the reply (as a future, or in `wait`; a Reply may be cloned and
+    /// awaited in several), woken by [`Reply::finish`].
     wakers: Mutex<Vec<Waker>>,
     channel: Weak<ReqShared>,
 }
@@ -225,7 +224,6 @@ impl Reply {
     }
 
     fn finish(&self) {
-        self.state.done.notify_waiters();
         let wakers = std::mem::take(&mut *self.state.wakers.lock());
         for w in wakers {
             w.wake();
@@ -243,18 +241,9 @@ impl Reply {
     }
 
     async fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
-        let fut = async {
-            loop {
-                let notified = self.state.done.notified();
-                if let Some(r) = self.outcome() {
-                    return r;
-                }
-                notified.await;
-            }
-        };
         match timeout {
-            None => Some(fut.await),
-            Some(t) => tokio::time::timeout(t, fut).await.ok(),
+            None => Some(self.clone().await),
+            Some(t) => tokio::time::timeout(t, self.clone()).await.ok(),
         }
     }
 
@@ -616,7 +605,6 @@ impl ReqChannel {
                 auto_cancel: Mutex::new(*self.shared.default_timeout.lock()),
                 direct: direct_to != 0,
                 callbacks: Mutex::new(Vec::new()),
-                done: Notify::new(),
                 wakers: Mutex::new(Vec::new()),
                 channel: Arc::downgrade(&self.shared),
             }),
@@ -784,7 +772,8 @@ struct RepShared {
     handled: AtomicU64,
     busy: AtomicBool,
     /// The replier thread of thread mode.
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The thread of thread mode, and a receiver that disconnects when it ends.
+    thread: Mutex<Option<(std::thread::JoinHandle<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 /// How long a mode change or `close` waits for the replier thread to finish the
@@ -795,17 +784,16 @@ impl RepShared {
     /// Wait (up to [`REP_THREAD_STOP_WAIT`]) for the thread of thread mode to end;
     /// it ends after the request in hand, once the generation changed.
     fn stop_thread(&self) {
-        let Some(handle) = self.thread.lock().take() else {
+        let Some((handle, ended)) = self.thread.lock().take() else {
             return;
         };
         if handle.thread().id() == std::thread::current().id() {
             return; // called from a handler: the thread ends when it returns
         }
-        let deadline = Instant::now() + REP_THREAD_STOP_WAIT;
-        while !handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if handle.is_finished() {
+        // The thread drops its sender as it returns.
+        if let Err(std::sync::mpsc::RecvTimeoutError::Disconnected) =
+            ended.recv_timeout(REP_THREAD_STOP_WAIT)
+        {
             let _ = handle.join();
         } else {
             tracing::warn!(
@@ -1177,11 +1165,15 @@ impl RepChannel {
         match mode {
             RepMode::Off => {}
             RepMode::Thread => {
+                let (ending, ended) = std::sync::mpsc::channel::<()>();
                 let spawned = std::thread::Builder::new()
                     .name(format!("yoton-rep-{}", self.shared.name))
-                    .spawn(move || run_thread(weak, generation));
+                    .spawn(move || {
+                        let _ending = ending;
+                        run_thread(weak, generation)
+                    });
                 match spawned {
-                    Ok(handle) => *self.shared.thread.lock() = Some(handle),
+                    Ok(handle) => *self.shared.thread.lock() = Some((handle, ended)),
                     Err(e) => tracing::error!(error = %e, "could not start the replier thread"),
                 }
             }
