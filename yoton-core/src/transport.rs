@@ -174,7 +174,6 @@ pub const MAX_TRANSPORT_HANDSHAKES: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct Handshakes {
-    slots: Arc<tokio::sync::Semaphore>,
     tasks: tokio::task::JoinSet<()>,
     limit: usize,
 }
@@ -183,7 +182,6 @@ impl Handshakes {
     /// At most `limit` handshakes at once.
     pub fn new(limit: usize) -> Self {
         Handshakes {
-            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
             tasks: tokio::task::JoinSet::new(),
             limit,
         }
@@ -195,19 +193,16 @@ impl Handshakes {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        // The handshakes still running are the tasks not yet finished.
         while self.tasks.try_join_next().is_some() {}
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        if self.tasks.len() >= self.limit {
             tracing::warn!(
                 limit = self.limit,
                 "too many handshakes in progress; refused a new client"
             );
             return Err(client);
-        };
-        let fut = handshake(client);
-        self.tasks.spawn(async move {
-            let _slot = slot;
-            fut.await;
-        });
+        }
+        self.tasks.spawn(handshake(client));
         Ok(())
     }
 }
