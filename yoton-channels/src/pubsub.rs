@@ -188,11 +188,7 @@ impl<M: MessageType> PubChannel<M> {
         let Some(p) = self.package(message)? else {
             return Ok(());
         };
-        if self.inner.lock.locked() {
-            self.inner
-                .ctx
-                .block_on("send", self.inner.lock.wait_unlocked())?;
-        }
+        self.wait_unlocked()?;
         Ok(self.inner.ctx.send(p)?)
     }
 
@@ -203,6 +199,17 @@ impl<M: MessageType> PubChannel<M> {
         };
         self.inner.lock.wait_unlocked().await;
         Ok(self.inner.ctx.send_async(p).await?)
+    }
+
+    /// While a subscriber in sync mode has its queue full, wait (blocking) as the
+    /// async senders do (`PubLock::wait_unlocked`).
+    fn wait_unlocked(&self) -> Result<()> {
+        if self.inner.lock.locked() {
+            self.inner
+                .ctx
+                .block_on("send", self.inner.lock.wait_unlocked())?;
+        }
+        Ok(())
     }
 
     /// Whether some subscriber in sync mode asked this publisher to slow down.
@@ -258,11 +265,7 @@ impl PubChannel<crate::message::Binary> {
         if !self.slice_wanted(message)? {
             return Ok(());
         }
-        if self.inner.lock.locked() {
-            self.inner
-                .ctx
-                .block_on("send", self.inner.lock.wait_unlocked())?;
-        }
+        self.wait_unlocked()?;
         Ok(self.inner.ctx.send_slice(self.inner.slot, message)?)
     }
 
@@ -533,24 +536,20 @@ impl<M: MessageType> SubChannel<M> {
             return Ok(Some(m));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut spun = false;
+        let inbox = &self.shared.inbox;
+        // Spin once, then sleep until a message comes (again after one that does not
+        // decode).
+        let mut spun = self
+            .shared
+            .spinner
+            .spin(timeout, || inbox.may_have().then(|| inbox.pop()).flatten());
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let polled = if spun {
-                None
-            } else {
-                spun = true;
-                let inbox = &self.shared.inbox;
-                self.shared
-                    .spinner
-                    .spin(left, || inbox.may_have().then(|| inbox.pop()).flatten())
-            };
-            let got = match polled {
+            let got = match spun.take() {
                 Some(p) => Some(p),
-                None => self
-                    .shared
-                    .ctx
-                    .block_on("recv", self.shared.inbox.pop_timeout(left))?,
+                None => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    self.shared.ctx.block_on("recv", inbox.pop_timeout(left))?
+                }
             };
             self.shared.check_queue_status();
             match got {

@@ -109,18 +109,19 @@ impl Inbox {
         if st.q.len().saturating_add(batch.len()) <= st.max_len {
             // Room for all: one reserve and copy, no check per package.
             st.q.extend(batch.drain(..));
-        }
-        for item in batch.drain(..) {
-            if st.q.len() >= st.max_len {
-                self.discarded.fetch_add(1, Ordering::Relaxed);
-                match st.mode {
-                    DiscardMode::Old => {
-                        st.q.pop_front();
+        } else {
+            for item in batch.drain(..) {
+                if st.q.len() >= st.max_len {
+                    self.discarded.fetch_add(1, Ordering::Relaxed);
+                    match st.mode {
+                        DiscardMode::Old => {
+                            st.q.pop_front();
+                        }
+                        DiscardMode::New => continue,
                     }
-                    DiscardMode::New => continue,
                 }
+                st.q.push_back(item);
             }
-            st.q.push_back(item);
         }
         self.mark(&st);
         let n = st.q.len();
