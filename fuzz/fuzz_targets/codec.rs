@@ -122,20 +122,26 @@ fn check_frame(frame: &Frame, bytes: &[u8]) {
     }
 }
 
+/// xorshift32: the next pseudo-random number (the piece sizes of a seeded run).
+fn xorshift(state: &mut u32) -> u32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    *state
+}
+
 fuzz_target!(|data: &[u8]| {
     let [sel, seed, wire @ ..] = data else { return };
     let max = MAX_SIZES[usize::from(*sel) % MAX_SIZES.len()];
     let whole = run(max, wire, || usize::MAX);
     let mut state = u32::from(*seed) | 0x100;
     let pieces = run(max, wire, || {
-        // xorshift32: pieces of 1..=64 bytes, sometimes 1..=4096
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        if state & 0x80 == 0 {
-            (state as usize >> 8) % 64 + 1
+        // Pieces of 1..=64 bytes, sometimes 1..=4096.
+        let r = xorshift(&mut state);
+        if r & 0x80 == 0 {
+            (r as usize >> 8) % 64 + 1
         } else {
-            (state as usize >> 8) % 4096 + 1
+            (r as usize >> 8) % 4096 + 1
         }
     });
     assert_eq!(
@@ -144,13 +150,14 @@ fuzz_target!(|data: &[u8]| {
     );
     let bytewise = run(max, wire, || 1);
     assert_eq!(whole, bytewise, "decoding byte by byte differs");
-    assert_eq!(whole, run_all(max, wire, || usize::MAX), "decode_all differs");
+    assert_eq!(
+        whole,
+        run_all(max, wire, || usize::MAX),
+        "decode_all differs"
+    );
     let mut state = u32::from(*seed) | 0x200;
     let all_pieces = run_all(max, wire, || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state as usize >> 8) % 4096 + 1
+        (xorshift(&mut state) as usize >> 8) % 4096 + 1
     });
     assert_eq!(whole, all_pieces, "decode_all in pieces differs");
 });
