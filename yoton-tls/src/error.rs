@@ -59,9 +59,6 @@ pub enum TlsError {
     /// Any other invalid setting.
     #[error("{0}")]
     Config(String),
-    /// A socket error.
-    #[error("socket error: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// The rustls error inside an I/O error of a TLS stream (tokio-rustls reports a failed
