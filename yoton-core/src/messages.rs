@@ -36,6 +36,9 @@ pub trait MessageReader: Send + 'static {
 /// let m = OutMessage::Parts(Bytes::from_static(b"head"), Bytes::from_static(b"body"));
 /// assert_eq!(m.len(), 8);
 /// assert_eq!(m.first(), b"head");
+/// let mut batch = bytes::BytesMut::from(&b"..."[..]);
+/// m.copy_into(&mut batch);
+/// assert_eq!(&batch[..], b"...headbody");
 /// assert_eq!(&m.into_bytes()[..], b"headbody");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,11 +74,22 @@ impl OutMessage {
     pub fn into_bytes(self) -> Bytes {
         match self {
             OutMessage::Whole(b) => b,
-            OutMessage::Parts(a, b) => {
-                let mut m = BytesMut::with_capacity(a.len() + b.len());
-                m.extend_from_slice(&a);
-                m.extend_from_slice(&b);
+            parts => {
+                let mut m = BytesMut::with_capacity(parts.len());
+                parts.copy_into(&mut m);
                 m.freeze()
+            }
+        }
+    }
+
+    /// Append the message's bytes to `dst` (a transport that batches small messages
+    /// into one write).
+    pub fn copy_into(&self, dst: &mut BytesMut) {
+        match self {
+            OutMessage::Whole(b) => dst.extend_from_slice(b),
+            OutMessage::Parts(a, b) => {
+                dst.extend_from_slice(a);
+                dst.extend_from_slice(b);
             }
         }
     }

@@ -552,30 +552,33 @@ impl TransportListener for Listening {
 async fn accept_loop(endpoint: quinn::Endpoint, wire: WireOptions, tx: mpsc::Sender<RawMessages>) {
     let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
     while let Some(incoming) = endpoint.accept().await {
-        let (endpoint2, tx) = (endpoint.clone(), tx.clone());
-        let started = handshakes.try_spawn(incoming, |incoming| async move {
-            let endpoint = endpoint2;
-            let remote = incoming.remote_address();
-            let established = async {
-                let conn = incoming.accept()?.await?;
-                let (send, recv) = conn.accept_bi().await?;
-                Ok::<_, quinn::ConnectionError>((conn, send, recv))
-            };
-            match tokio::time::timeout(QUIC_HANDSHAKE_TIMEOUT, established).await {
-                Ok(Ok((conn, send, recv))) => {
-                    let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
-                    let local = match conn.local_ip() {
-                        Some(ip) => endpoint_of(SocketAddr::new(ip, port)),
-                        None => endpoint.local_addr().map(endpoint_of).unwrap_or_default(),
-                    };
-                    let peer = endpoint_of(conn.remote_address());
-                    let raw = wire::raw_messages(&endpoint, conn, send, recv, wire, local, peer);
-                    let _ = tx.send(raw).await;
+        let started = handshakes.try_spawn(incoming, |incoming| {
+            // Only a handshake that starts needs its own handles.
+            let (endpoint, tx) = (endpoint.clone(), tx.clone());
+            async move {
+                let remote = incoming.remote_address();
+                let established = async {
+                    let conn = incoming.accept()?.await?;
+                    let (send, recv) = conn.accept_bi().await?;
+                    Ok::<_, quinn::ConnectionError>((conn, send, recv))
+                };
+                match tokio::time::timeout(QUIC_HANDSHAKE_TIMEOUT, established).await {
+                    Ok(Ok((conn, send, recv))) => {
+                        let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
+                        let local = match conn.local_ip() {
+                            Some(ip) => endpoint_of(SocketAddr::new(ip, port)),
+                            None => endpoint.local_addr().map(endpoint_of).unwrap_or_default(),
+                        };
+                        let peer = endpoint_of(conn.remote_address());
+                        let raw =
+                            wire::raw_messages(&endpoint, conn, send, recv, wire, local, peer);
+                        let _ = tx.send(raw).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(peer = %remote, error = %e, "QUIC handshake failed");
+                    }
+                    Err(_) => tracing::info!(peer = %remote, "QUIC handshake timed out"),
                 }
-                Ok(Err(e)) => {
-                    tracing::info!(peer = %remote, error = %e, "QUIC handshake failed");
-                }
-                Err(_) => tracing::info!(peer = %remote, "QUIC handshake timed out"),
             }
         });
         if let Err(incoming) = started {

@@ -624,13 +624,7 @@ impl MessageWriter for QuicWriter {
             let large = m.len() > HEADER_SIZE.saturating_add(self.threshold)
                 && word(m.first()) == Some(CONTROL);
             if !large {
-                match &m {
-                    OutMessage::Whole(b) => self.batch.extend_from_slice(b),
-                    OutMessage::Parts(a, b) => {
-                        self.batch.extend_from_slice(a);
-                        self.batch.extend_from_slice(b);
-                    }
-                }
+                m.copy_into(&mut self.batch);
                 continue;
             }
             self.flush_batch().await?;
