@@ -30,8 +30,13 @@ pub const CLOSED_HISTORY: usize = 16;
 
 /// Default per-connection send queue length (packages) above which senders wait (up
 /// to 1 s). The reference uses 64; with one write per batch that caps a write at 64
-/// small packages, so the Rust default is larger and bounded in bytes as well.
-pub const DEFAULT_SEND_QUEUE: usize = 1024;
+/// small packages, so the Rust default is larger and bounded in bytes as well. Packages
+/// being written count until the write completes, so a sender that reaches the limit
+/// waits for that write: at 1,024 a stream of 64-byte messages put the publisher to
+/// sleep once per write (3.7 k context switches and 1.4 k writes per million
+/// messages); at 4,096 it fills the next write while one is under way (0.9 k and
+/// 0.5 k), and both processes spend about a sixth less CPU per message.
+pub const DEFAULT_SEND_QUEUE: usize = 4096;
 /// Default per-connection send queue size (payload bytes) above which senders wait.
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 16 << 20;
 /// How long a send waits for room in a full send queue before it goes on anyway.
