@@ -103,6 +103,15 @@ impl SeenWindow {
         if seq == 0 {
             return false;
         }
+        if seq == self.highest.wrapping_add(1) {
+            // The next one of a stream (the common case): no slot to clear in between.
+            self.highest = seq;
+            let (w, m) = self.bit(seq);
+            if let Some(word) = self.bits.get_mut(w) {
+                *word |= m;
+            }
+            return true;
+        }
         if seq > self.highest {
             // Clear the slots of the numbers that the window slides over.
             let gap = seq - self.highest;
@@ -567,6 +576,26 @@ mod tests {
         assert!(w.accept(5 + DEDUP_WINDOW));
         assert!(!w.accept(5));
         assert!(!w.accept(0));
+    }
+
+    #[test]
+    fn window_takes_a_stream_through_several_turns_of_its_bitmap() {
+        let mut w = SeenWindow::new();
+        let last = 3 * DEDUP_WINDOW + 7;
+        for seq in 1..=last {
+            assert!(w.accept(seq), "{seq} refused");
+        }
+        // Every number of the window is a duplicate now; older ones are too old.
+        for seq in last + 1 - DEDUP_WINDOW..=last {
+            assert!(!w.accept(seq), "{seq} accepted twice");
+        }
+        assert!(!w.accept(last - DEDUP_WINDOW));
+        // A gap, then the stream goes on.
+        assert!(w.accept(last + 3));
+        assert!(w.accept(last + 1));
+        assert!(w.accept(last + 4));
+        assert!(!w.accept(last + 3));
+        assert!(w.accept(last + 2));
     }
 
     #[test]
