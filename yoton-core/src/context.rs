@@ -498,6 +498,26 @@ impl Context {
         }
         let mut full = Vec::new();
         let mut st = self.inner.state.lock();
+        if package.payload.len() <= crate::stream::COPY_THRESHOLD {
+            // Small: encoded straight into the send queues, as by `send_slice` (the
+            // package is not moved through the router; its payload is freed after
+            // the lock).
+            if let Some(stamp) = st.router.stamp() {
+                let header = crate::package::Header {
+                    slot: package.slot,
+                    source_id: stamp.0,
+                    source_seq: stamp.1,
+                    dest_id: package.dest_id,
+                    dest_seq: package.dest_seq,
+                    length: package.payload.len() as u64,
+                }
+                .to_bytes();
+                // This context's own context messages are never discarded.
+                let exempt = package.slot == SLOT_CONTEXT;
+                push_small_to_links(&st, &header, &package.payload, exempt, &mut full);
+                return Ok(full);
+            }
+        }
         st.router.send(package, |c, p| {
             if c.push_package(p).should_wait() {
                 full.push(c.clone());
@@ -570,11 +590,7 @@ impl Context {
             length: payload.len() as u64,
         }
         .to_bytes();
-        for (_, c) in st.router.links() {
-            if c.push_small(&header, payload, false).should_wait() {
-                full.push(c.clone());
-            }
-        }
+        push_small_to_links(&st, &header, payload, false, &mut full);
         Ok(full)
     }
 
@@ -985,6 +1001,23 @@ impl Context {
 }
 
 /// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.
+/// Queue a stamped small package (its wire header and payload) on every link of the
+/// router; the connections whose queue it left at or above the soft limit go to `full`.
+#[inline]
+fn push_small_to_links(
+    st: &State,
+    header: &[u8; crate::package::HEADER_SIZE],
+    payload: &[u8],
+    exempt: bool,
+    full: &mut Vec<Connection>,
+) {
+    for (_, c) in st.router.links() {
+        if c.push_small(header, payload, exempt).should_wait() {
+            full.push(c.clone());
+        }
+    }
+}
+
 async fn wait_send_space(full: Vec<Connection>) {
     let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
     for c in full {
