@@ -170,7 +170,7 @@ impl Queue {
     }
 
     /// Queue a small package given as its header and payload (encoded into the run).
-    #[inline]
+    #[inline(always)]
     fn push_encoded(&mut self, header: &[u8; HEADER_SIZE], payload: &[u8]) {
         self.bytes += payload.len();
         self.queued += 1;
@@ -522,7 +522,7 @@ impl Connection {
 
     /// The locked queue when it takes another package, or why not (closed, or at
     /// its hard limit: then the package is counted as discarded).
-    #[inline]
+    #[inline(always)]
     fn admit(
         &self,
         exempt: bool,
