@@ -99,6 +99,7 @@ impl SeenWindow {
     }
 
     /// Record `seq`; false when it was seen before or is too old to tell.
+    #[inline]
     fn accept(&mut self, seq: u64) -> bool {
         if seq == 0 {
             return false;
