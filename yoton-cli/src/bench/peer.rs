@@ -621,13 +621,13 @@ async fn ping_async(spec: &Spec) -> R<()> {
     Ok(())
 }
 
-/// [`rep`] on the current-thread runtime (the handler runs on it: RepMode::Task).
+/// [`rep`] on the current-thread runtime: an async handler, run there by
+/// RepMode::Task (a plain handler would go to the blocking pool, a thread hand-off
+/// each way per call).
 async fn rep_async(spec: &Spec) -> R<()> {
     let (ctx, fp) = context(spec)?;
     let rep = RepChannel::new(&ctx, "bench")?;
-    rep.register("echo", |r| {
-        Ok(r.args.into_iter().next().unwrap_or(Value::None))
-    });
+    rep.handle_async("echo", |s: String| async move { Ok::<_, String>(s) });
     rep.set_mode(RepMode::Task);
     let _j = join_async(spec, ctx, fp).await?;
     while !child::quit() {
