@@ -1000,7 +1000,6 @@ impl Context {
     }
 }
 
-/// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.
 /// Queue a stamped small package (its wire header and payload) on every link of the
 /// router; the connections whose queue it left at or above the soft limit go to `full`.
 #[inline]
@@ -1018,6 +1017,7 @@ fn push_small_to_links(
     }
 }
 
+/// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.
 async fn wait_send_space(full: Vec<Connection>) {
     let deadline = tokio::time::Instant::now() + SEND_QUEUE_WAIT;
     for c in full {
