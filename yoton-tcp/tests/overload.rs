@@ -266,4 +266,19 @@ async fn a_relay_discards_for_a_peer_that_never_reads_and_serves_the_others() {
         dead.discarded() >= before + n / 2,
         "forwarded context messages queued"
     );
+
+    // The relay's own packages at that full queue: an ordinary one is discarded, a
+    // context message of its own is queued all the same.
+    let (queued, discarded) = (dead.queued(), dead.discarded());
+    relay.send_now(numbered(slot, u64::MAX)).unwrap();
+    assert_eq!(dead.discarded(), discarded + 1, "the queue was not full");
+    relay
+        .send_now(numbered(yoton_core::package::SLOT_CONTEXT, u64::MAX))
+        .unwrap();
+    assert_eq!(
+        dead.discarded(),
+        discarded + 1,
+        "the relay's own context message was discarded"
+    );
+    assert_eq!(dead.queued(), queued + 1);
 }
