@@ -498,25 +498,18 @@ impl Context {
         }
         let mut full = Vec::new();
         let mut st = self.inner.state.lock();
-        if package.payload.len() <= crate::stream::COPY_THRESHOLD {
-            // Small: encoded straight into the send queues, as by `send_slice` (the
-            // package is not moved through the router; its payload is freed after
-            // the lock).
-            if let Some(stamp) = st.router.stamp() {
-                let header = crate::package::Header {
-                    slot: package.slot,
-                    source_id: stamp.0,
-                    source_seq: stamp.1,
-                    dest_id: package.dest_id,
-                    dest_seq: package.dest_seq,
-                    length: package.payload.len() as u64,
-                }
-                .to_bytes();
-                // This context's own context messages are never discarded.
-                let exempt = package.slot == SLOT_CONTEXT;
-                push_small_to_links(&st, &header, &package.payload, exempt, &mut full);
-                return Ok(full);
-            }
+        if package.payload.len() <= crate::stream::COPY_THRESHOLD
+            && push_stamped_small(
+                &mut st,
+                package.slot,
+                (package.dest_id, package.dest_seq),
+                &package.payload,
+                &mut full,
+            )
+        {
+            // The package was not moved through the router; its payload is freed
+            // after the lock.
+            return Ok(full);
         }
         st.router.send(package, |c, p| {
             if c.push_package(p).should_wait() {
@@ -569,29 +562,18 @@ impl Context {
         if payload.is_empty() {
             return Err(Error::EmptyPayload { slot });
         }
-        if payload.len() > crate::stream::COPY_THRESHOLD {
-            return self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)));
+        if payload.len() <= crate::stream::COPY_THRESHOLD {
+            if self.inner.closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed("context"));
+            }
+            let mut full = Vec::new();
+            let mut st = self.inner.state.lock();
+            if push_stamped_small(&mut st, slot, (0, 0), payload, &mut full) {
+                return Ok(full);
+            }
         }
-        if self.inner.closed.load(Ordering::Relaxed) {
-            return Err(Error::Closed("context"));
-        }
-        let mut full = Vec::new();
-        let mut st = self.inner.state.lock();
-        let Some((source_id, source_seq)) = st.router.stamp() else {
-            drop(st);
-            return self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)));
-        };
-        let header = crate::package::Header {
-            slot,
-            source_id,
-            source_seq,
-            dest_id: 0,
-            dest_seq: 0,
-            length: payload.len() as u64,
-        }
-        .to_bytes();
-        push_small_to_links(&st, &header, payload, false, &mut full);
-        Ok(full)
+        // Large, or no connection yet (the start-up queue keeps packages): one copy.
+        self.route(Package::new(slot, bytes::Bytes::copy_from_slice(payload)))
     }
 
     /// Packages dropped because a connection's send queue was at its hard limit, over
@@ -1000,21 +982,39 @@ impl Context {
     }
 }
 
-/// Queue a stamped small package (its wire header and payload) on every link of the
-/// router; the connections whose queue it left at or above the soft limit go to `full`.
+/// Stamp a small package made here (`dest`: its dest_id and dest_seq) and encode it
+/// straight into every link's send queue, as `send` and `send_slice` do for payloads
+/// up to the copy threshold; the connections whose queue it left at or above the soft
+/// limit go to `full`. False, with nothing stamped, when there is no link yet (the
+/// caller hands an owned package to `Router::send` for the start-up queue). This
+/// context's own context messages are never discarded.
 #[inline]
-fn push_small_to_links(
-    st: &State,
-    header: &[u8; crate::package::HEADER_SIZE],
+fn push_stamped_small(
+    st: &mut State,
+    slot: u64,
+    dest: (u64, u64),
     payload: &[u8],
-    exempt: bool,
     full: &mut Vec<Connection>,
-) {
+) -> bool {
+    let Some((source_id, source_seq)) = st.router.stamp() else {
+        return false;
+    };
+    let header = crate::package::Header {
+        slot,
+        source_id,
+        source_seq,
+        dest_id: dest.0,
+        dest_seq: dest.1,
+        length: payload.len() as u64,
+    }
+    .to_bytes();
+    let exempt = slot == SLOT_CONTEXT;
     for (_, c) in st.router.links() {
-        if c.push_small(header, payload, exempt).should_wait() {
+        if c.push_small(&header, payload, exempt).should_wait() {
             full.push(c.clone());
         }
     }
+    true
 }
 
 /// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.
