@@ -773,8 +773,7 @@ struct RepShared {
     guards: Mutex<Vec<SlotGuard>>,
     handled: AtomicU64,
     busy: AtomicBool,
-    /// The replier thread of thread mode.
-    /// The thread of thread mode, and a receiver that disconnects when it ends.
+    /// The replier thread of thread mode, and a receiver that disconnects when it ends.
     thread: Mutex<Option<(std::thread::JoinHandle<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
