@@ -270,20 +270,16 @@ async fn a_relay_discards_for_a_peer_that_never_reads_and_serves_the_others() {
     // The relay's own packages at that full queue: an ordinary one is discarded, a
     // context message of its own is queued all the same. First the relay finishes
     // forwarding the flood (its discard count stops moving).
-    let settle = tokio::time::Instant::now() + WAIT;
-    let mut last = dead.discarded();
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut last = (dead.discarded(), Instant::now());
+    let settled = wait_until(WAIT, || {
         let now = dead.discarded();
-        if now == last {
-            break;
+        if now != last.0 {
+            last = (now, Instant::now());
         }
-        assert!(
-            tokio::time::Instant::now() < settle,
-            "the relay kept discarding"
-        );
-        last = now;
-    }
+        last.1.elapsed() >= Duration::from_millis(250)
+    })
+    .await;
+    assert!(settled, "the relay kept discarding");
     let (queued, discarded) = (dead.queued(), dead.discarded());
     relay.send_now(numbered(slot, u64::MAX)).unwrap();
     assert_eq!(dead.discarded(), discarded + 1, "the queue was not full");
