@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// grows geometrically with what has actually arrived).
 const RESERVE_CHUNK: usize = 1 << 20;
 
+/// [`PackageCodec::decode_all`] leaves making room for an incomplete frame with a
+/// payload up to this size to its caller (whose read buffer is larger).
+pub const CALLER_ROOM: usize = 32 * 1024;
+
 /// Why a byte stream could not be decoded. Each closes the connection it happened on.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -91,7 +95,10 @@ impl PackageCodec {
     /// Decode every complete frame in `src` into `out`, cutting their payloads from
     /// one frozen chunk (one split of the buffer per call, then a reference-counted
     /// slice per payload, instead of a split per package). What is left is an
-    /// incomplete frame, handled as [`Decoder::decode`] does (bounded reserve).
+    /// incomplete frame, handled as [`Decoder::decode`] does (bounded reserve), except
+    /// that room for one with a payload up to [`CALLER_ROOM`] bytes is not reserved
+    /// here: the caller reads into a buffer of its own choosing (the stream reader
+    /// recycles its buffers, and a reserve here would allocate a fresh one).
     ///
     /// Frames before a bad header are still appended before the error is returned.
     ///
@@ -117,7 +124,7 @@ impl PackageCodec {
         out: &mut Vec<Frame>,
     ) -> Result<(), CodecError> {
         if self.pending.is_some() {
-            match self.decode(src)? {
+            match self.decode_one(src, CALLER_ROOM)? {
                 Some(f) => out.push(f),
                 None => return Ok(()),
             }
@@ -155,8 +162,8 @@ impl PackageCodec {
         }
         self.spans = spans;
         // What is left starts with a bad header (its error, after the frames before
-        // it), or an incomplete frame (its header consumed, room reserved).
-        if let Some(f) = self.decode(src)? {
+        // it), or an incomplete frame (its header consumed, room reserved if large).
+        if let Some(f) = self.decode_one(src, CALLER_ROOM)? {
             out.push(f);
         }
         Ok(())
@@ -174,11 +181,25 @@ impl Decoder for PackageCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.decode_one(src, 0)
+    }
+}
+
+impl PackageCodec {
+    /// [`Decoder::decode`], reserving room for an incomplete frame only when its
+    /// payload is larger than `caller_room` bytes.
+    fn decode_one(
+        &mut self,
+        src: &mut BytesMut,
+        caller_room: usize,
+    ) -> Result<Option<Frame>, CodecError> {
         let header = match self.pending {
             Some(h) => h,
             None => {
                 let Some(raw) = src.get(..HEADER_SIZE) else {
-                    src.reserve(HEADER_SIZE);
+                    if caller_room == 0 {
+                        src.reserve(HEADER_SIZE);
+                    }
                     return Ok(None);
                 };
                 let mut bytes = [0u8; HEADER_SIZE];
@@ -204,9 +225,11 @@ impl Decoder for PackageCodec {
             let payload = src.split_to(len).freeze();
             return Ok(Some(frame_from_parts(header, payload)));
         }
-        let missing = len - src.len();
-        let ahead = missing.min(RESERVE_CHUNK.max(src.len()));
-        src.reserve(ahead);
+        if len > caller_room {
+            let missing = len - src.len();
+            let ahead = missing.min(RESERVE_CHUNK.max(src.len()));
+            src.reserve(ahead);
+        }
         Ok(None)
     }
 }

@@ -49,6 +49,7 @@ pub mod inproc;
 pub mod link;
 pub mod messages;
 pub mod package;
+mod readbuf;
 pub mod router;
 mod runtime;
 pub mod stream;

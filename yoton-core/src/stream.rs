@@ -18,8 +18,7 @@ use crate::package::{Frame, HEADER_SIZE};
 /// vectored write.
 pub const COPY_THRESHOLD: usize = 16 * 1024;
 
-/// Initial size of the read buffer.
-const READ_BUFFER: usize = 64 * 1024;
+use crate::readbuf::{ReadBuffer, READ_BUFFER};
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
@@ -96,7 +95,7 @@ pub async fn establish_stream(
     Ok(Link {
         reader: Box::new(StreamReader {
             io: raw.reader,
-            buf,
+            buf: ReadBuffer::new(buf),
             codec: PackageCodec::new(max_message_size),
         }),
         writer: Box::new(StreamWriter {
@@ -114,7 +113,7 @@ pub async fn establish_stream(
 /// Reads many frames per `read`; payloads are slices of the read buffer.
 pub struct StreamReader<R> {
     io: R,
-    buf: BytesMut,
+    buf: ReadBuffer,
     codec: PackageCodec,
 }
 
@@ -122,14 +121,12 @@ pub struct StreamReader<R> {
 impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
     async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
         loop {
-            self.codec.decode_all(&mut self.buf, out)?;
+            self.codec.decode_all(self.buf.buf(), out)?;
             if !out.is_empty() {
                 return Ok(());
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(READ_BUFFER);
-            }
-            if self.io.read_buf(&mut self.buf).await? == 0 {
+            self.buf.make_room();
+            if self.io.read_buf(self.buf.buf()).await? == 0 {
                 return Err(LinkError::Eof);
             }
         }
