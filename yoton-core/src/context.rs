@@ -231,6 +231,7 @@ impl ContextBuilder {
                     receivers: IdMap::default(),
                     senders: IdMap::default(),
                     connections: Vec::new(),
+                    run: Vec::new(),
                 }),
                 next_link: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
@@ -286,7 +287,13 @@ pub(crate) struct State {
     receivers: IdMap<Arc<dyn SlotReceiver>>,
     senders: IdMap<Arc<dyn SlotSender>>,
     connections: Vec<Connection>,
+    /// The run of received packages for one slot being gathered by [`ContextInner::receive`]
+    /// (kept: a fresh one for each read was a fresh allocation, often fresh pages).
+    run: Vec<(Package, u64)>,
 }
+
+/// Largest run kept for the next read (packages); a longer one is freed.
+const RUN_KEEP: usize = 4096;
 
 pub(crate) struct ContextInner {
     pub(crate) id: u64,
@@ -1212,19 +1219,20 @@ impl ContextInner {
         let mut context_messages: Vec<Package> = Vec::new();
         // Consecutive packages for one slot are handed over as one batch (one lock and
         // one wake-up of the channel per read, not per package).
-        let mut run: Vec<(Package, u64)> = Vec::with_capacity(frames.len());
         let mut run_slot = 0u64;
         {
             let mut st = self.state.lock();
             let st = &mut *st;
+            let mut run = std::mem::take(&mut st.run);
             let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
                 if run.is_empty() {
                     return;
                 }
-                match st.receivers.get(&slot) {
-                    Some(r) => r.deposit_batch(run),
-                    None => run.clear(),
+                if let Some(r) = st.receivers.get(&slot) {
+                    r.deposit_batch(run);
                 }
+                // What a receiver left (nothing, as it takes the batch) is not kept.
+                run.clear();
             };
             for frame in frames.drain(..) {
                 let Frame::Package(p) = frame else { continue };
@@ -1249,6 +1257,9 @@ impl ContextInner {
                 }
             }
             flush(&mut run, run_slot, st);
+            if run.capacity() <= RUN_KEEP {
+                st.run = run;
+            }
         }
         for p in context_messages {
             self.context_message(&p);
