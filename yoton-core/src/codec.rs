@@ -9,7 +9,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::package::{frame_from_parts, Frame, Header, HEADER_SIZE};
+use crate::package::{frame_from_parts, Frame, Header, CONTROL, HEADER_SIZE};
 
 /// Default maximum payload size: 1 GiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
@@ -65,9 +65,6 @@ pub enum CodecError {
 pub struct PackageCodec {
     max_len: u64,
     pending: Option<Header>,
-    /// The frames found by [`PackageCodec::decode_all`], kept for its next call (a
-    /// new list per read grew by doubling: 32 instructions per package).
-    spans: Vec<(Header, usize, usize)>,
 }
 
 impl PackageCodec {
@@ -76,7 +73,6 @@ impl PackageCodec {
         PackageCodec {
             max_len: max_message_size,
             pending: None,
-            spans: Vec::new(),
         }
     }
 
@@ -129,44 +125,64 @@ impl PackageCodec {
                 None => return Ok(()),
             }
         }
-        let mut spans = std::mem::take(&mut self.spans);
-        spans.clear();
+        // The end of the complete frames with good headers, reading only their control
+        // words and lengths; a bad or incomplete one ends the run and is left to
+        // `decode_one` below (its error, or its reserve).
         let mut at = 0usize;
-        // Complete frames with good headers; a bad or incomplete one ends the run and
-        // is left to `decode` below (its error, or its reserve).
+        let mut count = 0usize;
         while let Some(raw) = src.get(at..at + HEADER_SIZE) {
-            let mut bytes = [0u8; HEADER_SIZE];
-            bytes.copy_from_slice(raw);
-            let Ok(h) = Header::from_bytes(&bytes) else {
+            let Some(end) = self.frame_end(raw, at, src.len()) else {
                 break;
             };
-            let start = at + HEADER_SIZE;
-            let Some(end) = Some(h.length)
-                .filter(|&n| n <= self.max_len)
-                .and_then(|n| usize::try_from(n).ok())
-                .and_then(|n| start.checked_add(n))
-                .filter(|&end| end <= src.len())
-            else {
-                break;
-            };
-            spans.push((h, start, end));
             at = end;
+            count += 1;
         }
         if at > 0 {
+            // Then the frames, their payloads cut from one frozen chunk.
             let chunk = src.split_to(at).freeze();
-            out.extend(
-                spans
-                    .drain(..)
-                    .map(|(h, start, end)| frame_from_parts(h, chunk.slice(start..end))),
-            );
+            out.reserve(count);
+            let mut pos = 0usize;
+            while let Some(raw) = chunk.get(pos..pos + HEADER_SIZE) {
+                let mut bytes = [0u8; HEADER_SIZE];
+                bytes.copy_from_slice(raw);
+                // Checked in the first pass, as are the ends (a header or end that did
+                // not check out here would end the loop, not panic).
+                let Ok(h) = Header::from_bytes(&bytes) else {
+                    break;
+                };
+                let start = pos + HEADER_SIZE;
+                let Some(end) = start.checked_add(h.length as usize).filter(|&e| e <= at) else {
+                    break;
+                };
+                out.push(frame_from_parts(h, chunk.slice(start..end)));
+                pos = end;
+            }
         }
-        self.spans = spans;
         // What is left starts with a bad header (its error, after the frames before
         // it), or an incomplete frame (its header consumed, room reserved if large).
         if let Some(f) = self.decode_one(src, CALLER_ROOM)? {
             out.push(f);
         }
         Ok(())
+    }
+}
+
+impl PackageCodec {
+    /// Where the frame whose header is `raw` (at `at`) ends, when its header is good
+    /// and it is complete within `available` bytes.
+    #[inline(always)]
+    fn frame_end(&self, raw: &[u8], at: usize, available: usize) -> Option<usize> {
+        // The control word comes first and the length last.
+        let control = u64::from_le_bytes(*raw.first_chunk::<8>()?);
+        let length = u64::from_le_bytes(*raw.last_chunk::<8>()?);
+        if control != CONTROL || raw.len() != HEADER_SIZE {
+            return None;
+        }
+        Some(length)
+            .filter(|&n| n <= self.max_len)
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| (at + HEADER_SIZE).checked_add(n))
+            .filter(|&end| end <= available)
     }
 }
 
