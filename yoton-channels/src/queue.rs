@@ -106,7 +106,13 @@ impl Inbox {
     /// Queue several packages (one lock, one wake-up); returns the length afterwards.
     pub(crate) fn push_many(&self, batch: &mut Vec<(Package, u64)>) -> usize {
         let mut st = self.state.lock();
-        if st.q.len().saturating_add(batch.len()) <= st.max_len {
+        if st.q.is_empty() && batch.len() <= st.max_len {
+            // Nothing queued (a receiver that keeps up): the batch becomes the queue,
+            // no package moved, and the empty queue's buffer goes back to the caller
+            // for its next batch (both conversions take the buffer as it is).
+            let batch_q = VecDeque::from(std::mem::take(batch));
+            *batch = Vec::from(std::mem::replace(&mut st.q, batch_q));
+        } else if st.q.len().saturating_add(batch.len()) <= st.max_len {
             // Room for all: one reserve and copy, no check per package.
             st.q.extend(batch.drain(..));
         } else {
@@ -309,5 +315,37 @@ mod tests {
         // A queue that grew too large is not kept.
         inbox.recycle(VecDeque::with_capacity(SPARE_MAX + 1));
         assert!(inbox.state.lock().spare.capacity() <= SPARE_MAX);
+    }
+
+    #[test]
+    fn a_batch_into_an_empty_queue_becomes_the_queue_and_its_buffer_comes_back() {
+        let inbox = Inbox::new();
+        let package = |i: u64| Package::new(1, vec![i as u8; 4]);
+        // Give the queue a buffer of its own first.
+        inbox.recycle(VecDeque::with_capacity(500));
+        drop(inbox.take_all());
+        let queue_room = inbox.state.lock().q.capacity();
+        assert!(queue_room >= 500);
+        let mut batch: Vec<_> = (0..100).map(|i| (package(i), i)).collect();
+        let batch_at = batch.as_ptr() as usize;
+        assert_eq!(inbox.push_many(&mut batch), 100);
+        // The batch's own buffer is now the queue, and the queue's went to the caller.
+        assert!(batch.is_empty());
+        assert_eq!(batch.capacity(), queue_room);
+        assert_eq!(
+            inbox.state.lock().q.as_slices().0.as_ptr() as usize,
+            batch_at
+        );
+        // Into a queue that holds packages, a batch is appended as before.
+        batch.extend((100..150).map(|i| (package(i), i)));
+        assert_eq!(inbox.push_many(&mut batch), 150);
+        assert!(batch.is_empty());
+        assert_eq!(seqs(&inbox.take_all()), (0..150).collect::<Vec<_>>());
+        // A batch above the limit into an empty queue still keeps only the newest.
+        inbox.set_limit(10, DiscardMode::Old);
+        let mut batch: Vec<_> = (200..230).map(|i| (package(i), i)).collect();
+        assert_eq!(inbox.push_many(&mut batch), 10);
+        assert_eq!(seqs(&inbox.take_all()), (220..230).collect::<Vec<_>>());
+        assert_eq!(inbox.discarded(), 20);
     }
 }
