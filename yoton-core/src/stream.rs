@@ -12,13 +12,12 @@ use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
 use crate::package::{Frame, HEADER_SIZE};
+use crate::readbuf::{ReadBuffer, READ_BUFFER};
 
 /// Packages with payloads up to this size are copied into their wire encoding when
 /// they are queued (see [`Outgoing`]); larger payloads are written by reference with a
 /// vectored write.
 pub const COPY_THRESHOLD: usize = 16 * 1024;
-
-use crate::readbuf::{ReadBuffer, READ_BUFFER};
 
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
