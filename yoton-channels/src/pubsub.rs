@@ -497,6 +497,11 @@ impl<M: MessageType> SubChannel<M> {
 
     fn decode(&self, p: Package) -> Option<M::Message> {
         self.shared.spinner.saw(p.payload.len());
+        self.decode_payload(p)
+    }
+
+    /// [`SubChannel::decode`] without telling the spinner (a batch tells it once).
+    fn decode_payload(&self, p: Package) -> Option<M::Message> {
         match M::decode(p.payload) {
             Ok(m) => Some(m),
             Err(e) => {
@@ -580,8 +585,12 @@ impl<M: MessageType> SubChannel<M> {
     pub fn recv_all(&self) -> Vec<M::Message> {
         let mut all = self.shared.inbox.take_all();
         self.shared.check_queue_status();
+        // The spinner only keeps whether the last message was large.
+        if let Some((p, _)) = all.back() {
+            self.shared.spinner.saw(p.payload.len());
+        }
         let mut messages = Vec::with_capacity(all.len());
-        messages.extend(all.drain(..).filter_map(|(p, _)| self.decode(p)));
+        messages.extend(all.drain(..).filter_map(|(p, _)| self.decode_payload(p)));
         self.shared.inbox.recycle(all);
         messages
     }
