@@ -119,9 +119,34 @@ impl PackageCodec {
         src: &mut BytesMut,
         out: &mut Vec<Frame>,
     ) -> Result<(), CodecError> {
+        self.decode_with(src, |f| out.push(f))
+    }
+
+    /// [`PackageCodec::decode_all`], handing each frame to `take` instead of a list.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use yoton_core::{Frame, Package, PackageCodec};
+    ///
+    /// let mut buf = BytesMut::new();
+    /// Package::new(1, "one").encode_into(&mut buf);
+    /// Package::new(1, "two").encode_into(&mut buf);
+    /// let mut n = 0;
+    /// PackageCodec::default().decode_with(&mut buf, |f| {
+    ///     assert!(matches!(f, Frame::Package(_)));
+    ///     n += 1;
+    /// }).unwrap();
+    /// assert_eq!(n, 2);
+    /// ```
+    #[inline]
+    pub fn decode_with(
+        &mut self,
+        src: &mut BytesMut,
+        mut take: impl FnMut(Frame),
+    ) -> Result<(), CodecError> {
         if self.pending.is_some() {
             match self.decode_one(src, CALLER_ROOM)? {
-                Some(f) => out.push(f),
+                Some(f) => take(f),
                 None => return Ok(()),
             }
         }
@@ -129,18 +154,15 @@ impl PackageCodec {
         // words and lengths; a bad or incomplete one ends the run and is left to
         // `decode_one` below (its error, or its reserve).
         let mut at = 0usize;
-        let mut count = 0usize;
         while let Some(raw) = src.get(at..at + HEADER_SIZE) {
             let Some(end) = self.frame_end(raw, at, src.len()) else {
                 break;
             };
             at = end;
-            count += 1;
         }
         if at > 0 {
             // Then the frames, their payloads cut from one frozen chunk.
             let chunk = src.split_to(at).freeze();
-            out.reserve(count);
             let mut pos = 0usize;
             while let Some(raw) = chunk.get(pos..pos + HEADER_SIZE) {
                 let mut bytes = [0u8; HEADER_SIZE];
@@ -154,14 +176,14 @@ impl PackageCodec {
                 let Some(end) = start.checked_add(h.length as usize).filter(|&e| e <= at) else {
                     break;
                 };
-                out.push(frame_from_parts(h, chunk.slice(start..end)));
+                take(frame_from_parts(h, chunk.slice(start..end)));
                 pos = end;
             }
         }
         // What is left starts with a bad header (its error, after the frames before
         // it), or an incomplete frame (its header consumed, room reserved if large).
         if let Some(f) = self.decode_one(src, CALLER_ROOM)? {
-            out.push(f);
+            take(f);
         }
         Ok(())
     }

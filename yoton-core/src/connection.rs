@@ -15,7 +15,7 @@ use crate::context::ContextInner;
 use crate::error::{Error, Result};
 use bytes::BytesMut;
 
-use crate::link::{Endpoint, Link, LinkReader, LinkWriter, Outgoing};
+use crate::link::{Endpoint, Link, LinkReader, LinkWriter, Outgoing, ReadBatch};
 use crate::package::{Frame, Package, HEADER_SIZE, SLOT_CONTEXT};
 use crate::router::LinkId;
 use crate::stream::COPY_THRESHOLD;
@@ -214,6 +214,9 @@ impl Queue {
 
 /// Room reserved at a time for the open run of encoded packages.
 const OPEN_RUN_CHUNK: usize = 64 * 1024;
+
+/// The reader's package list is kept between reads up to this many entries of room.
+const KEEP_READ_LIST: usize = 8192;
 
 type Callback = Arc<dyn Fn(&Connection, &ConnectionEvent) + Send + Sync>;
 
@@ -842,7 +845,7 @@ async fn run_reader(conn: Connection, reader: Box<dyn LinkReader>) {
 
 async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
     let conn = conn.clone();
-    let mut frames: Vec<Frame> = Vec::with_capacity(64);
+    let mut frames = ReadBatch::default();
     loop {
         let got = tokio::time::timeout(conn.timeout(), reader.read_frames(&mut frames)).await;
         match got {
@@ -899,17 +902,20 @@ fn is_reset(e: &crate::link::LinkError) -> bool {
     io.kind() == std::io::ErrorKind::ConnectionReset
 }
 
-/// Hand decoded packages to the context; true when a goodbye was among them.
-fn deliver(conn: &Connection, frames: &mut Vec<Frame>) -> bool {
-    let goodbye = frames.iter().position(|f| matches!(f, Frame::Goodbye));
-    if let Some(i) = goodbye {
-        frames.truncate(i);
+/// Hand what was read to the context; true when it ended with a goodbye.
+fn deliver(conn: &Connection, read: &mut ReadBatch) -> bool {
+    let goodbye = read.goodbye;
+    if !read.packages.is_empty() {
+        if let Some(ctx) = conn.shared.ctx.upgrade() {
+            ctx.receive(conn.shared.link_id, &mut read.packages);
+        }
     }
-    if let Some(ctx) = conn.shared.ctx.upgrade() {
-        ctx.receive(conn.shared.link_id, frames);
+    read.clear();
+    // The list may have traded its buffer with a channel's queue: keep a usual one.
+    if read.packages.capacity() > KEEP_READ_LIST {
+        read.packages = Vec::new();
     }
-    frames.clear();
-    goodbye.is_some()
+    goodbye
 }
 
 async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {

@@ -14,7 +14,7 @@ use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
 use crate::error::{Error, Result};
 use crate::handshake::{HandshakeError, Hello};
 use crate::link::Endpoint;
-use crate::package::{Frame, Package, SLOT_CONTEXT};
+use crate::package::{Package, SLOT_CONTEXT};
 use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
 use crate::stream::{establish, Role};
@@ -1214,52 +1214,79 @@ impl ContextInner {
         }
     }
 
-    /// Route packages that arrived over `link`, then handle context messages.
-    pub(crate) fn receive(&self, link: LinkId, frames: &mut Vec<Frame>) {
+    /// Route packages that arrived over `link` (their receive sequence numbers are
+    /// filled in here), then handle context messages. `packages` is left empty.
+    pub(crate) fn receive(&self, link: LinkId, packages: &mut Vec<(Package, u64)>) {
         let mut context_messages: Vec<Package> = Vec::new();
-        // Consecutive packages for one slot are handed over as one batch (one lock and
-        // one wake-up of the channel per read, not per package).
-        let mut run_slot = 0u64;
         {
             let mut st = self.state.lock();
             let st = &mut *st;
-            let mut run = std::mem::take(&mut st.run);
-            let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
-                if run.is_empty() {
-                    return;
-                }
-                if let Some(r) = st.receivers.get(&slot) {
-                    r.deposit_batch(run);
-                }
-                // What a receiver left (nothing, as it takes the batch) is not kept.
-                run.clear();
-            };
-            for frame in frames.drain(..) {
-                let Frame::Package(p) = frame else { continue };
+            // Judge in place: the packages to deposit move to the front, in order,
+            // with their receive sequence numbers.
+            let first_slot = packages.first().map_or(0, |(p, _)| p.slot);
+            let mut kept = 0usize;
+            let mut one_slot = true;
+            for i in 0..packages.len() {
+                let Some((p, seq)) = packages.get_mut(i) else {
+                    break;
+                };
                 // Forwarding never waits (the reader must go on): a full queue only
                 // slows down local senders, and beyond its hard limit a forwarded
                 // package is discarded and counted like any other.
-                match st.router.judge(&p, link, |c, p| {
+                let verdict = st.router.judge(p, link, |c, p| {
                     c.push_package(p);
-                }) {
-                    Verdict::Deposit(recv_seq) => {
-                        if p.slot == SLOT_CONTEXT {
-                            context_messages.push(p);
-                        } else {
-                            if p.slot != run_slot {
-                                flush(&mut run, run_slot, st);
-                                run_slot = p.slot;
-                            }
-                            run.push((p, recv_seq));
-                        }
+                });
+                if let Verdict::Deposit(recv_seq) = verdict {
+                    *seq = recv_seq;
+                    one_slot &= p.slot == first_slot && p.slot != SLOT_CONTEXT;
+                    if kept != i {
+                        packages.swap(kept, i);
                     }
-                    Verdict::Forwarded | Verdict::Dropped(_) => {}
+                    kept += 1;
                 }
             }
-            flush(&mut run, run_slot, st);
-            if run.capacity() <= RUN_KEEP {
-                st.run = run;
+            packages.truncate(kept);
+            if packages.is_empty() {
+                // Nothing to deposit.
+            } else if one_slot {
+                // The usual read: all for one channel, handed over as one batch (one
+                // lock and one wake-up of the channel; an empty channel queue takes
+                // the list itself).
+                if let Some(r) = st.receivers.get(&first_slot) {
+                    r.deposit_batch(packages);
+                }
+            } else {
+                // Consecutive packages for one slot are handed over as one batch.
+                let mut run = std::mem::take(&mut st.run);
+                let mut run_slot = 0u64;
+                let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
+                    if run.is_empty() {
+                        return;
+                    }
+                    if let Some(r) = st.receivers.get(&slot) {
+                        r.deposit_batch(run);
+                    }
+                    // What a receiver left (nothing, as it takes the batch) is not kept.
+                    run.clear();
+                };
+                for (p, seq) in packages.drain(..) {
+                    if p.slot == SLOT_CONTEXT {
+                        context_messages.push(p);
+                        continue;
+                    }
+                    if p.slot != run_slot {
+                        flush(&mut run, run_slot, st);
+                        run_slot = p.slot;
+                    }
+                    run.push((p, seq));
+                }
+                flush(&mut run, run_slot, st);
+                if run.capacity() <= RUN_KEEP {
+                    st.run = run;
+                }
             }
+            // What a receiver left (nothing, as it takes the batch) is not kept.
+            packages.clear();
         }
         for p in context_messages {
             self.context_message(&p);
@@ -1334,5 +1361,72 @@ impl Drop for ContextInner {
         for c in st.connections.drain(..) {
             c.close_on_problem("Context dropped.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex as PlMutex;
+
+    type Got = Arc<PlMutex<Vec<(u64, u64)>>>;
+
+    /// A receiver that records (source sequence, receive sequence) of what it gets.
+    fn recorder(ctx: &Context, slot: u64) -> (Got, SlotGuard) {
+        let got: Got = Arc::default();
+        let g = got.clone();
+        let guard = ctx
+            .register_receiver(
+                slot,
+                "test",
+                Arc::new(move |p: Package, seq: u64| g.lock().push((p.source_seq, seq))),
+            )
+            .unwrap();
+        (got, guard)
+    }
+
+    fn package(slot: u64, source: u64, seq: u64) -> (Package, u64) {
+        let mut p = Package::new(slot, "x");
+        p.source_id = source;
+        p.source_seq = seq;
+        (p, 0)
+    }
+
+    #[test]
+    fn receive_deposits_in_order_and_drops_what_the_router_refuses() {
+        let ctx = Context::new().unwrap();
+        let (a, _ga) = recorder(&ctx, 100);
+        let (b, _gb) = recorder(&ctx, 200);
+        // One slot only, with a duplicate and an own package among them.
+        let mut read = vec![
+            package(100, 42, 1),
+            package(100, 42, 2),
+            package(100, 42, 2),
+            package(100, ctx.id(), 1),
+            package(100, 42, 3),
+        ];
+        ctx.inner.receive(7, &mut read);
+        assert!(read.is_empty());
+        assert_eq!(*a.lock(), [(1, 1), (2, 2), (3, 3)]);
+        // Two slots interleaved, a duplicate, a context message and a package for a
+        // slot nobody listens to.
+        let mut read = vec![
+            package(200, 42, 4),
+            package(100, 42, 5),
+            package(100, 42, 4),
+            package(SLOT_CONTEXT, 42, 6),
+            package(300, 42, 7),
+            package(200, 42, 8),
+        ];
+        ctx.inner.receive(7, &mut read);
+        assert!(read.is_empty());
+        assert_eq!(*a.lock(), [(1, 1), (2, 2), (3, 3), (5, 5)]);
+        assert_eq!(*b.lock(), [(4, 4), (8, 8)]);
+        // A read that the router refuses entirely.
+        let mut read = vec![package(100, 42, 5), package(200, 42, 8)];
+        ctx.inner.receive(7, &mut read);
+        assert!(read.is_empty());
+        assert_eq!(a.lock().len(), 4);
+        assert_eq!(b.lock().len(), 2);
     }
 }

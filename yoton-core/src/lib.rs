@@ -64,7 +64,7 @@ pub use context::{
 };
 pub use error::{Error, Result};
 pub use hash::{channel_slot, port_hash, slot_hash};
-pub use link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
+pub use link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
 pub use package::{Frame, Package};
 pub use runtime::block_on;
 pub use transport::{Registry, Transport, TransportError, TransportListener};

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::package::Frame;
+use crate::package::{Frame, Package};
 
 /// Why a link stopped. The `Display` texts are the reference's close reasons (plus
 /// detail), so they can be shown to the user as is.
@@ -24,13 +24,68 @@ pub enum LinkError {
     Other(String),
 }
 
+/// What a link read, in order: the packages, each paired with room for the receive
+/// sequence number that the context gives it (so that the context judges them in
+/// place and a channel can take the whole list as its queue), and whether the peer
+/// said goodbye. Heartbeats leave no trace but count as frames read.
+///
+/// ```
+/// use yoton_core::link::ReadBatch;
+/// use yoton_core::{Frame, Package};
+///
+/// let mut batch = ReadBatch::default();
+/// batch.push(Frame::Package(Package::new(7, "a")));
+/// batch.push(Frame::Heartbeat);
+/// batch.push(Frame::Goodbye);
+/// batch.push(Frame::Package(Package::new(7, "after the goodbye")));
+/// assert_eq!((batch.packages.len(), batch.goodbye, batch.frames), (1, true, 4));
+/// ```
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// The packages, each with 0 as its receive sequence number until the context
+    /// gives it one.
+    pub packages: Vec<(Package, u64)>,
+    /// The peer said goodbye; nothing after it is kept.
+    pub goodbye: bool,
+    /// Frames read: packages, heartbeats and the goodbye.
+    pub frames: usize,
+}
+
+impl ReadBatch {
+    /// Add a frame read.
+    #[inline]
+    pub fn push(&mut self, frame: Frame) {
+        self.frames += 1;
+        if self.goodbye {
+            return;
+        }
+        match frame {
+            Frame::Package(p) => self.packages.push((p, 0)),
+            Frame::Heartbeat => {}
+            Frame::Goodbye => self.goodbye = true,
+        }
+    }
+
+    /// Whether no frame was read.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// Forget what was read (the package list keeps its room).
+    pub fn clear(&mut self) {
+        self.packages.clear();
+        self.goodbye = false;
+        self.frames = 0;
+    }
+}
+
 /// The reading half of a link.
 #[async_trait]
 pub trait LinkReader: Send + 'static {
-    /// Wait for at least one frame and append every frame that is available without
+    /// Wait for at least one frame and add every frame that is available without
     /// waiting further to `out`. Must be cancel-safe: a call dropped before it returns
     /// loses no bytes (the connection uses a time-out around it).
-    async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError>;
+    async fn read_frames(&mut self, out: &mut ReadBatch) -> Result<(), LinkError>;
 
     /// Bytes of a partially received payload held right now (for diagnostics).
     fn partial_bytes(&self) -> u64 {

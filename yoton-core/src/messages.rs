@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use crate::handshake::{self, HandshakeError, Hello};
-use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
+use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
 use crate::package::{frame_from_parts, Frame, Header, HEADER_SIZE};
 use crate::stream::Role;
 
@@ -252,7 +252,7 @@ impl LinkReader for PackageMessages {
     /// to [`MESSAGE_BATCH`]) without waiting: the batch is routed in one pass and wakes
     /// a channel once, as a byte stream's read does. One message per read made each
     /// package cost a routing pass and a wake-up (W1 over WebSocket: 0.7 M msg/s).
-    async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
+    async fn read_frames(&mut self, out: &mut ReadBatch) -> Result<(), LinkError> {
         if let Some(e) = self.end.take() {
             return Err(e);
         }
@@ -260,7 +260,7 @@ impl LinkReader for PackageMessages {
         out.push(decode_message(msg, self.max)?);
         // `recv` is cancel-safe: a poll that finds nothing leaves no trace.
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        while out.len() < MESSAGE_BATCH {
+        while out.frames < MESSAGE_BATCH {
             let next = self.io.recv().as_mut().poll(&mut cx);
             let std::task::Poll::Ready(next) = next else {
                 break;
@@ -363,16 +363,17 @@ mod tests {
         for p in &packages[..3] {
             tx.send(Ok(message(p))).unwrap();
         }
-        let mut out = Vec::new();
+        let mut out = ReadBatch::default();
         r.read_frames(&mut out).await.unwrap();
-        assert_eq!(out.len(), 3, "one read, all three arrived messages");
+        assert_eq!(out.frames, 3, "one read, all three arrived messages");
+        assert_eq!(out.packages.len(), 3);
         // A bad message behind good ones: those are delivered, the error comes next.
         out.clear();
         tx.send(Ok(message(&packages[3]))).unwrap();
         tx.send(Ok(Bytes::from_static(b"short"))).unwrap();
         tx.send(Ok(message(&packages[4]))).unwrap();
         r.read_frames(&mut out).await.unwrap();
-        assert_eq!(out, [Frame::Package(packages[3].clone())]);
+        assert_eq!(out.packages, [(packages[3].clone(), 0)]);
         let e = r.read_frames(&mut out).await.unwrap_err();
         assert!(
             e.to_string().contains("shorter than a package header"),
@@ -385,7 +386,7 @@ mod tests {
         tx.send(Ok(message(&packages[4]))).unwrap();
         drop(tx);
         r.read_frames(&mut out).await.unwrap();
-        assert_eq!(out, [Frame::Package(packages[4].clone())]);
+        assert_eq!(out.packages, [(packages[4].clone(), 0)]);
         assert!(matches!(r.read_frames(&mut out).await, Err(LinkError::Eof)));
     }
 

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
-use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing};
+use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
 use crate::package::{Frame, HEADER_SIZE};
 use crate::readbuf::{ReadBuffer, READ_BUFFER};
 
@@ -118,9 +118,9 @@ pub struct StreamReader<R> {
 
 #[async_trait]
 impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
-    async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), LinkError> {
+    async fn read_frames(&mut self, out: &mut ReadBatch) -> Result<(), LinkError> {
         loop {
-            self.codec.decode_all(self.buf.buf(), out)?;
+            self.codec.decode_with(self.buf.buf(), |f| out.push(f))?;
             if !out.is_empty() {
                 return Ok(());
             }
