@@ -913,7 +913,7 @@ fn deliver(conn: &Connection, read: &mut ReadBatch) -> bool {
     read.clear();
     // The list may have traded its buffer with a channel's queue: keep a usual one.
     if read.packages.capacity() > KEEP_READ_LIST {
-        read.packages = Vec::new();
+        read.packages.shrink_to(KEEP_READ_LIST);
     }
     goodbye
 }
