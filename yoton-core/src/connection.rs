@@ -506,6 +506,7 @@ impl Connection {
     /// Queue a package of at most [`COPY_THRESHOLD`] payload bytes given as its wire
     /// header and payload: it is encoded straight into the send queue. `exempt`:
     /// never discarded (this context's own context messages).
+    #[inline]
     pub(crate) fn push_small(
         &self,
         header: &[u8; HEADER_SIZE],

@@ -474,6 +474,7 @@ impl Context {
     /// [`Context::send_async`], which waits the same way without blocking. A package
     /// with an empty payload is refused ([`Error::EmptyPayload`]): on the wire it
     /// would read as a heartbeat, or as a goodbye that closes the connection.
+    #[inline]
     pub fn send(&self, package: Package) -> Result<()> {
         let full = self.route(package)?;
         if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
@@ -549,6 +550,7 @@ impl Context {
     /// a.send_slice(slot, &buf).unwrap();
     /// assert_eq!(&rx.recv_timeout(Duration::from_secs(2)).unwrap()[..], b"reused buffer");
     /// ```
+    #[inline]
     pub fn send_slice(&self, slot: u64, payload: &[u8]) -> Result<()> {
         let full = self.route_slice(slot, payload)?;
         if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
