@@ -99,19 +99,31 @@ impl SeenWindow {
         ((i / 64) as usize, 1u64 << (i % 64))
     }
 
+    /// Whether `seq` is the number right after the highest seen (never 0).
+    #[inline(always)]
+    fn is_next(&self, seq: u64) -> bool {
+        seq == self.highest.wrapping_add(1) && seq != 0
+    }
+
+    /// Record `seq`, the next number ([`SeenWindow::is_next`]).
+    #[inline(always)]
+    fn take_next(&mut self, seq: u64) {
+        self.highest = seq;
+        let (w, m) = self.bit(seq);
+        if let Some(word) = self.bits.get_mut(w) {
+            *word |= m;
+        }
+    }
+
     /// Record `seq`; false when it was seen before or is too old to tell.
     #[inline]
     fn accept(&mut self, seq: u64) -> bool {
         if seq == 0 {
             return false;
         }
-        if seq == self.highest.wrapping_add(1) {
+        if self.is_next(seq) {
             // The next one of a stream (the common case): no slot to clear in between.
-            self.highest = seq;
-            let (w, m) = self.bit(seq);
-            if let Some(word) = self.bits.get_mut(w) {
-                *word |= m;
-            }
+            self.take_next(seq);
             return true;
         }
         if seq > self.highest {
@@ -398,35 +410,25 @@ impl<L> Router<L> {
     /// `None` for any other package.
     #[inline(always)]
     fn next_of_stream(&mut self, package: &Package, from: LinkId) -> Option<Verdict> {
-        let (source, window) = self.hot.as_mut()?;
-        let seq = package.source_seq;
-        let next = *source == package.source_id
-            && seq == window.highest.wrapping_add(1)
-            && seq != 0
-            && package.dest_id == 0
-            && matches!(self.links.as_slice(), [(only, _)] if *only == from);
-        if !next {
+        if !self.is_next_of_stream(package, from) {
             return None;
         }
+        let (_, window) = self.hot.as_mut()?;
         self.received += 1;
         window.heard = self.received;
-        window.highest = seq;
-        let (w, m) = window.bit(seq);
-        if let Some(word) = window.bits.get_mut(w) {
-            *word |= m;
-        }
+        window.take_next(package.source_seq);
         self.recv_seq += 1;
         Some(Verdict::Deposit(self.recv_seq))
     }
 
-    /// Whether [`Router::judge`] would take its fast path for `package` (tests).
-    #[cfg(test)]
-    fn next_of_stream_would_apply(&self, package: &Package, from: LinkId) -> bool {
+    /// Whether [`Router::next_of_stream`] applies to `package`: the next number of the
+    /// source heard last, for everyone, over the only link.
+    #[inline(always)]
+    fn is_next_of_stream(&self, package: &Package, from: LinkId) -> bool {
         matches!(&self.hot, Some((source, w)) if *source == package.source_id
-            && package.source_seq == w.highest.wrapping_add(1)
-            && package.source_seq != 0
+            && w.is_next(package.source_seq))
             && package.dest_id == 0
-            && matches!(self.links.as_slice(), [(only, _)] if *only == from))
+            && matches!(self.links.as_slice(), [(only, _)] if *only == from)
     }
 
     /// [`Router::judge`] for any package.
@@ -797,7 +799,7 @@ mod tests {
                 _ => 0,
             };
             let from = if next(20) == 0 { 8 } else { 7 };
-            let taken = fast.next_of_stream_would_apply(&p, from);
+            let taken = fast.is_next_of_stream(&p, from);
             let (mut out_fast, mut out_slow) = (vec![], vec![]);
             let v_fast = fast.judge(&p, from, |l, _| out_fast.push(*l));
             let v_slow = slow.judge_any(&p, from, |l, _| out_slow.push(*l));
