@@ -154,7 +154,10 @@ impl PackageCodec {
         // words and lengths; a bad or incomplete one ends the run and is left to
         // `decode_one` below (its error, or its reserve).
         let mut at = 0usize;
-        while let Some(raw) = src.get(at..at + HEADER_SIZE) {
+        while let Some(raw) = src
+            .get(at..at + HEADER_SIZE)
+            .and_then(|h| h.try_into().ok())
+        {
             let Some(end) = self.frame_end(raw, at, src.len()) else {
                 break;
             };
@@ -189,25 +192,6 @@ impl PackageCodec {
     }
 }
 
-impl PackageCodec {
-    /// Where the frame whose header is `raw` (at `at`) ends, when its header is good
-    /// and it is complete within `available` bytes.
-    #[inline(always)]
-    fn frame_end(&self, raw: &[u8], at: usize, available: usize) -> Option<usize> {
-        // The control word comes first and the length last.
-        let control = u64::from_le_bytes(*raw.first_chunk::<8>()?);
-        let length = u64::from_le_bytes(*raw.last_chunk::<8>()?);
-        if control != CONTROL || raw.len() != HEADER_SIZE {
-            return None;
-        }
-        Some(length)
-            .filter(|&n| n <= self.max_len)
-            .and_then(|n| usize::try_from(n).ok())
-            .and_then(|n| (at + HEADER_SIZE).checked_add(n))
-            .filter(|&end| end <= available)
-    }
-}
-
 impl Default for PackageCodec {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_MESSAGE_SIZE)
@@ -224,6 +208,23 @@ impl Decoder for PackageCodec {
 }
 
 impl PackageCodec {
+    /// Where the frame whose header is `raw` (at `at`) ends, when its header is good
+    /// and it is complete within `available` bytes.
+    #[inline(always)]
+    fn frame_end(&self, raw: &[u8; HEADER_SIZE], at: usize, available: usize) -> Option<usize> {
+        // The control word comes first and the length last.
+        let control = u64::from_le_bytes(*raw.first_chunk::<8>()?);
+        let length = u64::from_le_bytes(*raw.last_chunk::<8>()?);
+        if control != CONTROL {
+            return None;
+        }
+        Some(length)
+            .filter(|&n| n <= self.max_len)
+            .and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| (at + HEADER_SIZE).checked_add(n))
+            .filter(|&end| end <= available)
+    }
+
     /// [`Decoder::decode`], reserving room for an incomplete frame only when its
     /// payload is larger than `caller_room` bytes.
     fn decode_one(
