@@ -74,10 +74,10 @@ impl ReadBuffer {
                 .earlier
                 .front_mut()
                 .is_some_and(|old| old.try_reclaim(READ_BUFFER));
-        let mut next = match reusable {
-            true => self.earlier.pop_front().unwrap_or_default(),
-            false => BytesMut::with_capacity(READ_BUFFER.max(carried + MIN_ROOM)),
-        };
+        let mut next = reusable
+            .then(|| self.earlier.pop_front())
+            .flatten()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_BUFFER.max(carried + MIN_ROOM)));
         next.extend_from_slice(&self.buf);
         if let Some(head) = self.head.take() {
             if self.earlier.len() == KEEP {
