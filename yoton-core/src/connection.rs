@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::context::ContextInner;
+use crate::context::{ContextInner, KEEP_PACKAGE_LIST};
 use crate::error::{Error, Result};
 use bytes::BytesMut;
 
@@ -214,9 +214,6 @@ impl Queue {
 
 /// Room reserved at a time for the open run of encoded packages.
 const OPEN_RUN_CHUNK: usize = 64 * 1024;
-
-/// The reader's package list is kept between reads up to this many entries of room.
-const KEEP_READ_LIST: usize = 8192;
 
 type Callback = Arc<dyn Fn(&Connection, &ConnectionEvent) + Send + Sync>;
 
@@ -846,9 +843,9 @@ async fn run_reader(conn: Connection, reader: Box<dyn LinkReader>) {
 
 async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
     let conn = conn.clone();
-    let mut frames = ReadBatch::default();
+    let mut read = ReadBatch::default();
     loop {
-        let got = tokio::time::timeout(conn.timeout(), reader.read_frames(&mut frames)).await;
+        let got = tokio::time::timeout(conn.timeout(), reader.read_frames(&mut read)).await;
         match got {
             Err(_) => {
                 if !conn.shared.timed_out.swap(true, Ordering::Relaxed) {
@@ -858,7 +855,7 @@ async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
             }
             Ok(Err(e)) => {
                 // Packages decoded before the error are still delivered.
-                let goodbye = deliver(&conn, &mut frames);
+                let goodbye = deliver(&conn, &mut read);
                 let reason = if goodbye {
                     STOP_CLOSED_FROM_THERE.to_owned()
                 } else if is_reset(&e) {
@@ -877,7 +874,7 @@ async fn read_until_closed(conn: &Connection, mut reader: Box<dyn LinkReader>) {
                 if conn.shared.timed_out.swap(false, Ordering::Relaxed) {
                     conn.emit(ConnectionEvent::TimedOut(false));
                 }
-                if deliver(&conn, &mut frames) {
+                if deliver(&conn, &mut read) {
                     conn.close_on_problem(STOP_CLOSED_FROM_THERE);
                     return;
                 }
@@ -913,8 +910,8 @@ fn deliver(conn: &Connection, read: &mut ReadBatch) -> bool {
     }
     read.clear();
     // The list may have traded its buffer with a channel's queue: keep a usual one.
-    if read.packages.capacity() > KEEP_READ_LIST {
-        read.packages.shrink_to(KEEP_READ_LIST);
+    if read.packages.capacity() > KEEP_PACKAGE_LIST {
+        read.packages.shrink_to(KEEP_PACKAGE_LIST);
     }
     goodbye
 }

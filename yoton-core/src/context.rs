@@ -292,8 +292,9 @@ pub(crate) struct State {
     run: Vec<(Package, u64)>,
 }
 
-/// Largest run kept for the next read (packages); a longer one is freed.
-const RUN_KEEP: usize = 4096;
+/// Room (packages) kept in a package list between reads: the receive run here and a
+/// connection's read list; a larger one is shrunk or freed.
+pub(crate) const KEEP_PACKAGE_LIST: usize = 8192;
 
 pub(crate) struct ContextInner {
     pub(crate) id: u64,
@@ -1248,29 +1249,24 @@ impl ContextInner {
                 }
             }
             packages.truncate(kept);
-            if packages.is_empty() {
-                // Nothing to deposit.
-            } else if one_slot {
-                // The usual read: all for one channel, handed over as one batch (one
-                // lock and one wake-up of the channel; an empty channel queue takes
-                // the list itself).
-                if let Some(r) = st.receivers.get(&first_slot) {
-                    r.deposit_batch(packages);
+            // Consecutive packages for one slot are handed over as one batch (one lock
+            // and one wake-up of the channel); the receiver leaves it empty.
+            let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
+                if run.is_empty() {
+                    return;
                 }
+                if let Some(r) = st.receivers.get(&slot) {
+                    r.deposit_batch(run);
+                }
+                run.clear();
+            };
+            if one_slot {
+                // The usual read, all for one channel: the list itself is the batch
+                // (an empty channel queue takes it as it is).
+                flush(packages, first_slot, st);
             } else {
-                // Consecutive packages for one slot are handed over as one batch.
                 let mut run = std::mem::take(&mut st.run);
                 let mut run_slot = 0u64;
-                let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
-                    if run.is_empty() {
-                        return;
-                    }
-                    if let Some(r) = st.receivers.get(&slot) {
-                        r.deposit_batch(run);
-                    }
-                    // What a receiver left (nothing, as it takes the batch) is not kept.
-                    run.clear();
-                };
                 for (p, seq) in packages.drain(..) {
                     if p.slot == SLOT_CONTEXT {
                         context_messages.push(p);
@@ -1283,12 +1279,10 @@ impl ContextInner {
                     run.push((p, seq));
                 }
                 flush(&mut run, run_slot, st);
-                if run.capacity() <= RUN_KEEP {
+                if run.capacity() <= KEEP_PACKAGE_LIST {
                     st.run = run;
                 }
             }
-            // What a receiver left (nothing, as it takes the batch) is not kept.
-            packages.clear();
         }
         for p in context_messages {
             self.context_message(&p);
