@@ -359,3 +359,52 @@ fn send_slice_from_one_reused_buffer_arrives_intact_and_in_order() {
         "a closed channel refuses"
     );
 }
+
+#[test]
+fn messages_kept_by_the_receiver_stay_intact_while_reads_go_on() {
+    // Payloads are slices of the read buffers, which are used again once nothing
+    // refers to them, and reads hand their list to the channel's queue: keep every
+    // 997th message (its buffer must not be reused) and drop the others (theirs may
+    // be), then check the kept ones after the whole stream went through.
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Binary>::new(&a, "kept").unwrap();
+    let sub = SubChannel::<Binary>::new(&b, "kept").unwrap();
+    sub.set_queue_limit(usize::MAX, DiscardMode::Old);
+    join(&a, &b);
+    let payload = |i: u32| {
+        let mut p = vec![(i % 251) as u8; 64];
+        p[..4].copy_from_slice(&i.to_le_bytes());
+        p
+    };
+    const N: u32 = 200_000;
+    let sender = std::thread::spawn(move || {
+        for i in 0..N {
+            publisher.send_slice(&payload(i)).unwrap();
+        }
+        publisher
+    });
+    let mut kept = Vec::new();
+    let mut next = 0u32;
+    let t0 = std::time::Instant::now();
+    while next < N {
+        assert!(t0.elapsed() < WAIT * 3, "only {next} of {N} arrived");
+        let mut batch = sub.recv_all();
+        if batch.is_empty() {
+            // Nothing pending: wait for the next one.
+            batch.extend(sub.recv_timeout(WAIT).unwrap());
+        }
+        for m in batch {
+            assert_eq!(&m[..], &payload(next)[..], "message {next} on arrival");
+            if next % 997 == 0 {
+                kept.push((next, m));
+            }
+            next += 1;
+        }
+    }
+    let _publisher = sender.join().unwrap();
+    assert_eq!(kept.len(), (N as usize).div_ceil(997));
+    for (i, m) in &kept {
+        assert_eq!(&m[..], &payload(*i)[..], "kept message {i} was overwritten");
+    }
+    assert_eq!(sub.discarded(), 0);
+}
