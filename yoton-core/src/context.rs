@@ -14,6 +14,7 @@ use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
 use crate::error::{Error, Result};
 use crate::handshake::{HandshakeError, Hello};
 use crate::link::Endpoint;
+use crate::outbox::{Queue, Queues};
 use crate::package::{Package, SLOT_CONTEXT};
 use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
@@ -231,6 +232,7 @@ impl ContextBuilder {
                     receivers: IdMap::default(),
                     senders: IdMap::default(),
                     connections: Vec::new(),
+                    queues: Queues::default(),
                     run: Vec::new(),
                 }),
                 next_link: AtomicU64::new(1),
@@ -287,6 +289,8 @@ pub(crate) struct State {
     receivers: IdMap<Arc<dyn SlotReceiver>>,
     senders: IdMap<Arc<dyn SlotSender>>,
     connections: Vec<Connection>,
+    /// Each connection's send queue (under this lock, see [`crate::outbox`]).
+    queues: Queues,
     /// The run of received packages for one slot being gathered by [`ContextInner::receive`]
     /// (kept: a fresh one for each read was a fresh allocation, often fresh pages).
     run: Vec<(Package, u64)>,
@@ -520,8 +524,9 @@ impl Context {
             // after the lock.
             return Ok(full);
         }
-        st.router.send(package, |c, p| {
-            if c.push_package(p).should_wait() {
+        let State { router, queues, .. } = &mut *st;
+        router.send(package, |c, p| {
+            if c.push_package(queues, p).should_wait() {
                 full.push(c.clone());
             }
         });
@@ -685,17 +690,20 @@ impl Context {
 
     fn new_connection(&self, name: String, status: Status, local: Endpoint) -> Connection {
         let link_id = self.inner.next_link.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::new(&self.inner, link_id, name, status, local);
-        self.inner.state.lock().connections.push(conn.clone());
+        let queue = Queue::new(self.inner.queue_limits());
+        let mut st = self.inner.state.lock();
+        let slot = st.queues.insert(link_id, queue);
+        let conn = Connection::new(&self.inner, link_id, slot, name, status, local);
+        st.connections.push(conn.clone());
         conn
     }
 
     fn add_link(&self, conn: &Connection) {
         let mut st = self.inner.state.lock();
-        st.router
-            .add_link(conn.shared.link_id, conn.clone(), |c, p| {
-                c.push_package(&p);
-            });
+        let State { router, queues, .. } = &mut *st;
+        router.add_link(conn.shared.link_id, conn.clone(), |c, p| {
+            c.push_package(queues, &p);
+        });
     }
 
     fn check_open(&self) -> Result<()> {
@@ -1020,7 +1028,9 @@ fn push_stamped_small(
     .to_bytes();
     let exempt = slot == SLOT_CONTEXT;
     for (_, c) in st.router.links() {
-        if c.push_small(&header, payload, exempt).should_wait() {
+        if c.push_small(&mut st.queues, &header, payload, exempt)
+            .should_wait()
+        {
             full.push(c.clone());
         }
     }
@@ -1210,8 +1220,8 @@ impl Drop for Listener {
 }
 
 impl ContextInner {
-    pub(crate) fn queue_limits(&self) -> crate::connection::QueueLimits {
-        crate::connection::QueueLimits {
+    pub(crate) fn queue_limits(&self) -> crate::outbox::QueueLimits {
+        crate::outbox::QueueLimits {
             packages: self.config.send_queue,
             bytes: self.config.send_queue_bytes,
         }
@@ -1237,7 +1247,7 @@ impl ContextInner {
                 // slows down local senders, and beyond its hard limit a forwarded
                 // package is discarded and counted like any other.
                 let verdict = st.router.judge(p, link, |c, p| {
-                    c.push_package(p);
+                    c.push_package(&mut st.queues, p);
                 });
                 if let Verdict::Deposit(recv_seq) = verdict {
                     *seq = recv_seq;
@@ -1314,6 +1324,23 @@ impl ContextInner {
 
     pub(crate) fn remove_link(&self, link: LinkId) {
         self.state.lock().router.remove_link(link);
+    }
+
+    /// Run `f` on the send queue of `link`, kept in `slot` (see [`crate::outbox`]);
+    /// `None` when it has none (any more).
+    pub(crate) fn with_queue<R>(
+        &self,
+        slot: usize,
+        link: LinkId,
+        f: impl FnOnce(&mut Queue) -> R,
+    ) -> Option<R> {
+        self.state.lock().queues.get_mut(slot, link).map(f)
+    }
+
+    /// Drop the send queue of a finished connection, with what it still holds.
+    pub(crate) fn remove_queue(&self, slot: usize, link: LinkId) {
+        let queue = self.state.lock().queues.remove(slot, link);
+        drop(queue);
     }
 
     pub(crate) fn connection_closed(&self, conn: &Connection, reason: &str) {

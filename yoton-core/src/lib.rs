@@ -48,6 +48,7 @@ pub mod hash;
 pub mod inproc;
 pub mod link;
 pub mod messages;
+mod outbox;
 pub mod package;
 mod readbuf;
 pub mod router;
