@@ -1235,11 +1235,17 @@ impl ContextInner {
             let mut st = self.state.lock();
             let st = &mut *st;
             // Judge in place: the packages to deposit move to the front, in order,
-            // with their receive sequence numbers.
+            // with their receive sequence numbers. The usual read continues the
+            // stream heard last: all of it at once.
             let first_slot = packages.first().map_or(0, |(p, _)| p.slot);
-            let mut kept = 0usize;
-            let mut one_slot = true;
-            for i in 0..packages.len() {
+            let accepted = st.router.accept_stream(packages, link);
+            let mut one_slot = packages
+                .get(..accepted)
+                .unwrap_or_default()
+                .iter()
+                .all(|(p, _)| p.slot == first_slot && p.slot != SLOT_CONTEXT);
+            let mut kept = accepted;
+            for i in accepted..packages.len() {
                 let Some((p, seq)) = packages.get_mut(i) else {
                     break;
                 };

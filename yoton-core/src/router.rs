@@ -421,6 +421,53 @@ impl<L> Router<L> {
         Some(Verdict::Deposit(self.recv_seq))
     }
 
+    /// [`Router::judge`] on a whole read at once, for its usual start: the longest
+    /// prefix of `packages` that continues the stream of the source heard last
+    /// (consecutive numbers, for everyone, over the only link) is accepted as `judge`
+    /// would accept each package of it (deposited, nothing to forward), and each of
+    /// them gets its receive sequence number in `.1`. Returns the length of that
+    /// prefix; the packages after it are for `judge`.
+    ///
+    /// ```
+    /// use yoton_core::{router::{Router, Verdict}, Package};
+    /// let mut r: Router<()> = Router::new(1);
+    /// r.add_link(7, (), |_, _| {});
+    /// let mut p = Package::new(9, "x");
+    /// p.source_id = 2;
+    /// p.source_seq = 1;
+    /// assert_eq!(r.judge(&p, 7, |_, _| {}), Verdict::Deposit(1)); // the stream's first
+    /// let mut read: Vec<(Package, u64)> = (2..=4)
+    ///     .chain([9]) // a gap: left to `judge`
+    ///     .map(|seq| (Package { source_seq: seq, ..p.clone() }, 0))
+    ///     .collect();
+    /// assert_eq!(r.accept_stream(&mut read, 7), 3);
+    /// assert_eq!(read.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [2, 3, 4, 0]);
+    /// assert_eq!(r.judge(&read[3].0, 7, |_, _| {}), Verdict::Deposit(5));
+    /// ```
+    pub fn accept_stream(&mut self, packages: &mut [(Package, u64)], from: LinkId) -> usize {
+        if !matches!(self.links.as_slice(), [(only, _)] if *only == from) {
+            return 0;
+        }
+        let Some((source, window)) = self.hot.as_mut() else {
+            return 0;
+        };
+        let mut accepted = 0usize;
+        for (p, recv_seq) in packages.iter_mut() {
+            if p.source_id != *source || p.dest_id != 0 || !window.is_next(p.source_seq) {
+                break;
+            }
+            window.take_next(p.source_seq);
+            self.recv_seq += 1;
+            *recv_seq = self.recv_seq;
+            accepted += 1;
+        }
+        if accepted > 0 {
+            self.received += accepted as u64;
+            window.heard = self.received;
+        }
+        accepted
+    }
+
     /// Whether [`Router::next_of_stream`] applies to `package`: the next number of the
     /// source heard last, for everyone, over the only link.
     #[inline(always)]
@@ -809,6 +856,79 @@ mod tests {
         }
         assert!(fast_path_taken > 5_000, "{fast_path_taken}");
         assert!(fast_path_taken < 18_000, "{fast_path_taken}");
+    }
+
+    #[test]
+    fn accepting_a_stream_at_once_judges_as_package_by_package() {
+        // Reads of 1 to 64 packages: one router takes each read's stream prefix with
+        // `accept_stream` and judges the rest, the other judges every package with
+        // `judge_any`. Same verdicts, same forwards (none for an accepted package).
+        let mut run: Router<u8> = Router::new(1);
+        let mut slow: Router<u8> = Router::new(1);
+        for r in [&mut run, &mut slow] {
+            r.add_link(7, 7, |_, _| {});
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut seqs = [0u64, u64::MAX - 40];
+        let (mut accepted, mut total) = (0usize, 0usize);
+        for read_no in 0..2_000 {
+            if read_no == 900 {
+                for r in [&mut run, &mut slow] {
+                    r.add_link(8, 8, |_, _| {});
+                }
+            }
+            if read_no == 1_100 {
+                for r in [&mut run, &mut slow] {
+                    r.remove_link(8);
+                }
+            }
+            let from = if next(25) == 0 { 8 } else { 7 };
+            let mut read: Vec<(Package, u64)> = (0..1 + next(64))
+                .map(|_| {
+                    let k = usize::from(next(40) == 0);
+                    let seq = match next(80) {
+                        0 => seqs[k].saturating_sub(next(3)),
+                        1 => seqs[k].wrapping_add(2 + next(10)),
+                        2 => 0,
+                        _ => seqs[k].wrapping_add(1),
+                    };
+                    seqs[k] = seqs[k].max(seq);
+                    let mut p = Package::new(100, "x");
+                    p.source_id = if next(200) == 0 { 1 } else { [5, 6][k] };
+                    p.source_seq = seq;
+                    p.dest_id = match next(60) {
+                        0 => 1,
+                        1 => 99,
+                        _ => 0,
+                    };
+                    (p, 0)
+                })
+                .collect();
+            let n = run.accept_stream(&mut read, from);
+            for (i, (p, recv_seq)) in read.iter().enumerate() {
+                let mut out_slow = vec![];
+                let v_slow = slow.judge_any(p, from, |l, _| out_slow.push(*l));
+                if i < n {
+                    assert_eq!(Verdict::Deposit(*recv_seq), v_slow, "read {read_no}, {i}");
+                    assert!(out_slow.is_empty(), "read {read_no}, {i}");
+                } else {
+                    let mut out_run = vec![];
+                    let v_run = run.judge(p, from, |l, _| out_run.push(*l));
+                    assert_eq!(v_run, v_slow, "read {read_no}, {i}: {p:?} from {from}");
+                    assert_eq!(out_run, out_slow, "read {read_no}, {i}");
+                }
+            }
+            accepted += n;
+            total += read.len();
+        }
+        assert!(accepted > total / 8, "{accepted} of {total}");
+        assert!(accepted < total * 9 / 10, "{accepted} of {total}");
     }
 
     #[test]
