@@ -50,7 +50,7 @@ pub mod link;
 pub mod messages;
 mod outbox;
 pub mod package;
-mod readbuf;
+pub mod readbuf;
 pub mod router;
 mod runtime;
 pub mod stream;

@@ -7,7 +7,7 @@
 //! does not match its header closes the connection.
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
@@ -20,6 +20,36 @@ pub trait MessageReader: Send + 'static {
     /// The next message; `Ok(None)` at the end of the stream. Must be cancel-safe.
     async fn recv(&mut self) -> Result<Option<Bytes>, LinkError>;
 
+    /// Wait for one message, then add every further message that has already
+    /// arrived to `out` without waiting, until `out` holds `max`. Returns how the
+    /// stream ended behind the messages added (`Some`: report it after them), or
+    /// the error or end (`Err(LinkError::Eof)`) when no message came. Must be
+    /// cancel-safe while it waits for the first message.
+    ///
+    /// The default calls [`recv`](Self::recv) and then polls it once per further
+    /// message; a transport that reads many messages at once (WebSocket) hands them
+    /// over together instead.
+    async fn recv_many(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Result<Option<LinkError>, LinkError> {
+        out.push(self.recv().await?.ok_or(LinkError::Eof)?);
+        // `recv` is cancel-safe: a poll that finds nothing leaves no trace.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while out.len() < max {
+            let std::task::Poll::Ready(next) = self.recv().as_mut().poll(&mut cx) else {
+                break;
+            };
+            match next {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => return Ok(Some(LinkError::Eof)),
+                Err(e) => return Ok(Some(e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// The Yoton handshake succeeded: a reader that bounds what a peer may send
     /// before it (as it should: the handshake line is small, a message may be large)
     /// lifts that bound now.
@@ -28,7 +58,8 @@ pub trait MessageReader: Send + 'static {
 
 /// One message to send: whole, or in two parts that make one message (a large
 /// package's header and payload, so that a transport that can send parts, as QUIC's
-/// streams can, never copies the payload).
+/// streams can, never copies the payload); or a run of small packages in wire
+/// encoding, each of which is a message of its own.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -47,13 +78,19 @@ pub enum OutMessage {
     Whole(Bytes),
     /// The message is the first part followed by the second.
     Parts(Bytes, Bytes),
+    /// Several packages back to back in wire encoding, each one message: a
+    /// transport that writes many messages into one buffer goes through them with
+    /// [`packages_in`] (no slice made per package); [`split_encoded`] cuts them
+    /// into one `Bytes` each. Their payloads are small (below
+    /// [`COPY_THRESHOLD`](crate::stream::COPY_THRESHOLD)).
+    Packages(Bytes),
 }
 
 impl OutMessage {
-    /// Length of the whole message.
+    /// Length in bytes (of all its packages, for [`OutMessage::Packages`]).
     pub fn len(&self) -> usize {
         match self {
-            OutMessage::Whole(b) => b.len(),
+            OutMessage::Whole(b) | OutMessage::Packages(b) => b.len(),
             OutMessage::Parts(a, b) => a.len() + b.len(),
         }
     }
@@ -66,14 +103,14 @@ impl OutMessage {
     /// The first part (the whole message when it is whole).
     pub fn first(&self) -> &[u8] {
         match self {
-            OutMessage::Whole(b) | OutMessage::Parts(b, _) => b,
+            OutMessage::Whole(b) | OutMessage::Parts(b, _) | OutMessage::Packages(b) => b,
         }
     }
 
-    /// The message in one piece (parts are joined: one copy).
+    /// The bytes in one piece (parts are joined: one copy).
     pub fn into_bytes(self) -> Bytes {
         match self {
-            OutMessage::Whole(b) => b,
+            OutMessage::Whole(b) | OutMessage::Packages(b) => b,
             parts => {
                 let mut m = BytesMut::with_capacity(parts.len());
                 parts.copy_into(&mut m);
@@ -82,11 +119,11 @@ impl OutMessage {
         }
     }
 
-    /// Append the message's bytes to `dst` (a transport that batches small messages
-    /// into one write).
+    /// Append the bytes to `dst` (a transport that batches small messages into one
+    /// write).
     pub fn copy_into(&self, dst: &mut BytesMut) {
         match self {
-            OutMessage::Whole(b) => dst.extend_from_slice(b),
+            OutMessage::Whole(b) | OutMessage::Packages(b) => dst.extend_from_slice(b),
             OutMessage::Parts(a, b) => {
                 dst.extend_from_slice(a);
                 dst.extend_from_slice(b);
@@ -177,6 +214,7 @@ pub async fn establish_messages(
             io: raw.reader,
             max: max_message_size,
             end: None,
+            messages: Vec::new(),
         }),
         writer: Box::new(MessagePackages { io: raw.writer }),
         local: raw.local,
@@ -212,28 +250,43 @@ pub fn decode_message(msg: Bytes, max: u64) -> Result<Frame, LinkError> {
             h.length
         )));
     }
-    Ok(frame_from_parts(h, msg.slice(HEADER_SIZE..)))
+    // Advancing the message it came in makes the payload without a reference count
+    // of its own (a slice would take one and dropping `msg` give it back).
+    let mut payload = msg;
+    payload.advance(HEADER_SIZE);
+    Ok(frame_from_parts(h, payload))
+}
+
+/// The packages of a run in wire encoding ([`Outgoing::Encoded`]), one slice each.
+/// The run was encoded by this process; a malformed tail (which cannot happen) ends
+/// the run.
+///
+/// ```
+/// use yoton_core::messages::packages_in;
+/// use yoton_core::Package;
+/// let mut run = bytes::BytesMut::new();
+/// Package::new(1, "a").encode_into(&mut run);
+/// Package::new(2, "bc").encode_into(&mut run);
+/// let lengths: Vec<usize> = packages_in(&run).map(|p| p.len()).collect();
+/// assert_eq!(lengths, [57, 58]);
+/// ```
+pub fn packages_in(run: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut rest = run;
+    std::iter::from_fn(move || {
+        let len_field = rest.get(HEADER_SIZE - 8..HEADER_SIZE)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(len_field);
+        let end = HEADER_SIZE.checked_add(usize::try_from(u64::from_le_bytes(word)).ok()?)?;
+        let one = rest.get(..end)?;
+        rest = rest.get(end..)?;
+        Some(one)
+    })
 }
 
 /// Cut a run of packages in wire encoding ([`Outgoing::Encoded`]) into one slice per
-/// package (no copy). The run was encoded by this process; a malformed tail (which
-/// cannot happen) ends the run.
+/// package (no copy), as [`packages_in`] finds them.
 pub fn split_encoded(run: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        let len_field = run.get(at + HEADER_SIZE - 8..at + HEADER_SIZE)?;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(len_field);
-        let end = at
-            .checked_add(HEADER_SIZE)?
-            .checked_add(usize::try_from(u64::from_le_bytes(word)).ok()?)?;
-        if end > run.len() {
-            return None;
-        }
-        let one = run.slice(at..end);
-        at = end;
-        Some(one)
-    })
+    packages_in(run).map(|p| run.slice_ref(p))
 }
 
 /// At most this many messages are taken per read (those already arrived).
@@ -244,6 +297,8 @@ struct PackageMessages {
     max: u64,
     /// How the stream ended behind messages already handed out (reported next).
     end: Option<LinkError>,
+    /// The messages of a read (kept for its room).
+    messages: Vec<Bytes>,
 }
 
 #[async_trait]
@@ -256,16 +311,10 @@ impl LinkReader for PackageMessages {
         if let Some(e) = self.end.take() {
             return Err(e);
         }
-        let msg = self.io.recv().await?.ok_or(LinkError::Eof)?;
-        out.push(decode_message(msg, self.max)?);
-        // `recv` is cancel-safe: a poll that finds nothing leaves no trace.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        while out.frames < MESSAGE_BATCH {
-            let next = self.io.recv().as_mut().poll(&mut cx);
-            let std::task::Poll::Ready(next) = next else {
-                break;
-            };
-            match next.and_then(|m| decode_message(m.ok_or(LinkError::Eof)?, self.max)) {
+        self.messages.clear();
+        self.end = self.io.recv_many(&mut self.messages, MESSAGE_BATCH).await?;
+        for m in self.messages.drain(..) {
+            match decode_message(m, self.max) {
                 Ok(frame) => out.push(frame),
                 Err(e) => {
                     self.end = Some(e);
@@ -273,7 +322,13 @@ impl LinkReader for PackageMessages {
                 }
             }
         }
-        Ok(())
+        match self.end.take() {
+            Some(e) if out.is_empty() => Err(e),
+            end => {
+                self.end = end;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -287,7 +342,7 @@ impl LinkWriter for MessagePackages {
         let mut msgs = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
-                Outgoing::Encoded(run) => msgs.extend(split_encoded(run).map(OutMessage::Whole)),
+                Outgoing::Encoded(run) => msgs.push(OutMessage::Packages(run.clone())),
                 // A large package: header and payload as parts (the payload by
                 // reference); a signal is its header alone.
                 Outgoing::Frame(f) => {
@@ -358,6 +413,7 @@ mod tests {
             io: Box::new(Incoming(rx)),
             max: 1 << 20,
             end: None,
+            messages: Vec::new(),
         };
         let packages: Vec<Package> = (1..=5u64).map(|i| Package::new(i, "x")).collect();
         for p in &packages[..3] {
@@ -412,8 +468,10 @@ mod tests {
         let big = Package::new(7, vec![9u8; 100_000]);
         let mut run = BytesMut::new();
         Package::new(8, "small").encode_into(&mut run);
+        Package::new(8, "second").encode_into(&mut run);
+        let run = run.freeze();
         w.write_batch(&[
-            Outgoing::Encoded(run.freeze()),
+            Outgoing::Encoded(run.clone()),
             Outgoing::Frame(Frame::Package(big.clone())),
             Outgoing::Frame(Frame::Goodbye),
         ])
@@ -432,14 +490,23 @@ mod tests {
             }
             other => panic!("a large package as {other:?}"),
         }
+        match &sent[0] {
+            OutMessage::Packages(r) => assert_eq!(r.as_ptr(), run.as_ptr(), "the run was copied"),
+            other => panic!("a run as {other:?}"),
+        }
         let whole: Vec<Frame> = sent
             .into_iter()
-            .map(|m| decode_message(m.into_bytes(), 1 << 20).unwrap())
+            .flat_map(|m| match m {
+                OutMessage::Packages(r) => split_encoded(&r).collect::<Vec<_>>(),
+                m => vec![m.into_bytes()],
+            })
+            .map(|m| decode_message(m, 1 << 20).unwrap())
             .collect();
         assert_eq!(
             whole,
             [
                 Frame::Package(Package::new(8, "small")),
+                Frame::Package(Package::new(8, "second")),
                 Frame::Package(big),
                 Frame::Goodbye
             ]

@@ -15,24 +15,36 @@ use bytes::BytesMut;
 use crate::codec::CALLER_ROOM;
 
 /// Size of a read buffer.
-pub(crate) const READ_BUFFER: usize = 64 * 1024;
+pub const READ_BUFFER: usize = 64 * 1024;
 
 /// A read needs at least this much room; with less, the next buffer is taken. (The
 /// codec leaves room for frames up to [`CALLER_ROOM`] to the reader, so a frame that
 /// big, carried over, still leaves this much in a buffer.)
-const MIN_ROOM: usize = 4096;
+pub const MIN_ROOM: usize = 4096;
 
 /// Earlier buffers kept for reuse: the receiver is rarely more than this many
 /// buffers behind, and a connection that stops streaming keeps at most this many
 /// (plus the current one) allocated.
-const KEEP: usize = 3;
+pub const KEEP: usize = 3;
 
 // A frame the codec leaves to the reader fits in one buffer with room to spare.
 const _: () = assert!(READ_BUFFER >= CALLER_ROOM + crate::package::HEADER_SIZE + MIN_ROOM);
 
 /// A read buffer that reuses its earlier allocations once their slices are gone.
+/// Byte-stream links (core's stream reader) and transports with a framing of their
+/// own (WebSocket) read into it and cut payloads out of it.
+///
+/// ```
+/// use yoton_core::readbuf::ReadBuffer;
+///
+/// let mut rb = ReadBuffer::new(bytes::BytesMut::new());
+/// rb.make_room(); // before a read
+/// rb.buf().extend_from_slice(b"two messages");
+/// let first = rb.buf().split_to(3).freeze(); // a slice, no copy
+/// assert_eq!((&first[..], rb.len()), (&b"two"[..], 9));
+/// ```
 #[derive(Debug)]
-pub(crate) struct ReadBuffer {
+pub struct ReadBuffer {
     buf: BytesMut,
     /// Zero-length handle to the start of `buf`'s allocation (when it is ours).
     head: Option<BytesMut>,
@@ -42,7 +54,7 @@ pub(crate) struct ReadBuffer {
 
 impl ReadBuffer {
     /// Start with `buf` (which may hold bytes read during the handshake).
-    pub(crate) fn new(buf: BytesMut) -> Self {
+    pub fn new(buf: BytesMut) -> Self {
         ReadBuffer {
             buf,
             head: None,
@@ -51,19 +63,24 @@ impl ReadBuffer {
     }
 
     /// The buffer: decoded from at the front, read into at the back.
-    pub(crate) fn buf(&mut self) -> &mut BytesMut {
+    pub fn buf(&mut self) -> &mut BytesMut {
         &mut self.buf
     }
 
     /// Bytes read but not decoded yet.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Whether every byte read has been decoded.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Make room for a read: when less than [`MIN_ROOM`] is left, carry the undecoded
     /// bytes over to the oldest earlier buffer nothing refers to any more, or else to
     /// a new one.
-    pub(crate) fn make_room(&mut self) {
+    pub fn make_room(&mut self) {
         if self.buf.capacity() - self.buf.len() >= MIN_ROOM {
             return;
         }

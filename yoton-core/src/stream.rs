@@ -144,34 +144,49 @@ pub struct StreamWriter<W> {
     segments: VecDeque<Bytes>,
 }
 
-impl<W: AsyncWrite + Send + Unpin> StreamWriter<W> {
-    async fn write_segments(&mut self) -> std::io::Result<()> {
-        while !self.segments.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .segments
-                .iter()
-                .take(MAX_IOV)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let mut n = self.io.write_vectored(&slices).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            while n > 0 {
-                let Some(front) = self.segments.front_mut() else {
-                    break;
-                };
-                if front.len() <= n {
-                    n -= front.len();
-                    self.segments.pop_front();
-                } else {
-                    front.advance(n);
-                    n = 0;
-                }
+/// Write `segments` in order with vectored writes (at most 64 slices per call),
+/// dropping each one once it is written: how a batch buffer and large payloads (by
+/// reference) go out together.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use bytes::Bytes;
+/// let mut out = Vec::new();
+/// let mut segments: std::collections::VecDeque<Bytes> =
+///     [Bytes::from_static(b"head"), Bytes::from(vec![7u8; 3])].into();
+/// yoton_core::stream::write_segments(&mut out, &mut segments).await.unwrap();
+/// assert_eq!(out, b"head\x07\x07\x07");
+/// assert!(segments.is_empty());
+/// # });
+/// ```
+pub async fn write_segments<W: AsyncWrite + Unpin + ?Sized>(
+    io: &mut W,
+    segments: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !segments.is_empty() {
+        let slices: Vec<IoSlice<'_>> = segments
+            .iter()
+            .take(MAX_IOV)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut n = io.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(front) = segments.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                segments.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -204,7 +219,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> LinkWriter for StreamWriter<W> {
         if self.batch.capacity() < HEADER_SIZE * 16 {
             self.batch.reserve(READ_BUFFER);
         }
-        self.write_segments().await?;
+        write_segments(&mut self.io, &mut self.segments).await?;
         self.io.flush().await?;
         Ok(())
     }

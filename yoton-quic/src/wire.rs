@@ -601,7 +601,7 @@ impl Drop for QuicWriter {
 async fn send_large(mut stream: quinn::SendStream, message: OutMessage) {
     // Parts go as they are: quinn keeps the Bytes, the payload is never copied.
     let written = match message {
-        OutMessage::Whole(m) => stream.write_chunk(m).await,
+        OutMessage::Whole(m) | OutMessage::Packages(m) => stream.write_chunk(m).await,
         OutMessage::Parts(header, payload) => match stream.write_chunk(header).await {
             Ok(()) => stream.write_chunk(payload).await,
             Err(e) => Err(e),
@@ -621,7 +621,9 @@ async fn send_large(mut stream: quinn::SendStream, message: OutMessage) {
 impl MessageWriter for QuicWriter {
     async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
         for m in messages {
-            let large = m.len() > HEADER_SIZE.saturating_add(self.threshold)
+            // A run of packages is small ones only (core copies only those).
+            let large = !matches!(m, OutMessage::Packages(_))
+                && m.len() > HEADER_SIZE.saturating_add(self.threshold)
                 && word(m.first()) == Some(CONTROL);
             if !large {
                 m.copy_into(&mut self.batch);
