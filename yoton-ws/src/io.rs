@@ -1,14 +1,12 @@
-//! The byte stream under a WebSocket: plain TCP or TLS over TCP, with a budget of
-//! bytes the peer may send before the Yoton handshake is complete.
+//! The byte stream under a WebSocket: plain TCP or TLS over TCP.
 
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use yoton_core::stream::{BoxRead, BoxWrite};
 
 /// Bytes a peer may send before the Yoton handshake is complete (the HTTP upgrade,
 /// WebSocket framing and the handshake line, which is at most 256 bytes, together).
@@ -16,81 +14,44 @@ use tokio::net::TcpStream;
 /// transport's maximum message size (1 GiB) before saying who it is.
 pub const PRE_HANDSHAKE_BUDGET: u64 = 1 << 20;
 
-/// What is left of [`PRE_HANDSHAKE_BUDGET`]; `u64::MAX` once the handshake is done.
-#[derive(Debug)]
-pub(crate) struct Budget(AtomicU64);
-
-impl Budget {
-    fn new() -> Arc<Budget> {
-        Arc::new(Budget(AtomicU64::new(PRE_HANDSHAKE_BUDGET)))
-    }
-
-    /// The Yoton handshake is done: no more limit than the message size.
-    pub(crate) fn lift(&self) {
-        self.0.store(u64::MAX, Ordering::Release);
-    }
-
-    /// Charge `n` bytes just read; an error when they exceed what is left.
-    fn charge(&self, n: u64) -> std::io::Result<()> {
-        let left = self.0.load(Ordering::Acquire);
-        if left == u64::MAX {
-            return Ok(());
-        }
-        if n > left {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the peer sent more than {PRE_HANDSHAKE_BUDGET} bytes before completing the \
-                     Yoton handshake"
-                ),
-            ));
-        }
-        // Lifted in between: keep it lifted.
-        let _ = self
-            .0
-            .compare_exchange(left, left - n, Ordering::AcqRel, Ordering::Acquire);
-        Ok(())
-    }
-}
-
-/// The read buffer under a plain WebSocket. Tungstenite reads exactly the bytes it
-/// still needs for the frame at hand whenever the payloads it handed out still share
-/// its buffer, which is always the case here (they are handed on without copying):
-/// over plain TCP that was a `recv` of 14 or 120 bytes, 1.4 system calls per 64-byte
-/// package (W1: 0.7 M msg/s). Reads at least this large bypass the buffer, so large
-/// payloads are still read straight into place; TLS has its own record buffer.
-const PLAIN_READ_BUFFER: usize = 64 * 1024;
-
 /// Plain TCP (`ws://`) or TLS over TCP (`wss://`).
 enum Stream {
-    Plain(BufReader<TcpStream>),
+    Plain(TcpStream),
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
-/// The stream a WebSocket runs over, reads charged to a [`Budget`].
+/// The stream a WebSocket runs over (during the upgrade; the link then takes it
+/// apart with [`Io::into_split`]).
 pub(crate) struct Io {
     stream: Stream,
-    budget: Arc<Budget>,
 }
 
 impl Io {
     pub(crate) fn plain(s: TcpStream) -> Io {
         Io {
-            stream: Stream::Plain(BufReader::with_capacity(PLAIN_READ_BUFFER, s)),
-            budget: Budget::new(),
+            stream: Stream::Plain(s),
         }
     }
 
     pub(crate) fn tls(s: tokio_rustls::TlsStream<TcpStream>) -> Io {
         Io {
             stream: Stream::Tls(Box::new(s)),
-            budget: Budget::new(),
         }
     }
 
-    /// The budget of this stream (the link lifts it after the Yoton handshake).
-    pub(crate) fn budget(&self) -> Arc<Budget> {
-        self.budget.clone()
+    /// Owned reading and writing halves: plain TCP splits without a lock; TLS, whose
+    /// state both directions share, through tokio's split.
+    pub(crate) fn into_split(self) -> (BoxRead, BoxWrite) {
+        match self.stream {
+            Stream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Stream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (Box::new(r), Box::new(w))
+            }
+        }
     }
 }
 
@@ -100,17 +61,10 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let me = self.get_mut();
-        let before = buf.filled().len();
-        let polled = match &mut me.stream {
+        match &mut self.get_mut().stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        };
-        if let Poll::Ready(Ok(())) = polled {
-            let n = buf.filled().len().saturating_sub(before) as u64;
-            return Poll::Ready(me.budget.charge(n));
         }
-        polled
     }
 }
 

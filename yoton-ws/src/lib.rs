@@ -56,7 +56,12 @@
 //!    sequence 1 is the goodbye of a clean close. A Yoton end then also sends a
 //!    WebSocket close frame (code 1000).
 //!
-//! WebSocket pings are answered with pongs; pongs are ignored. Messages larger than
+//! Each package goes as one unfragmented binary frame (a peer that limits frame sizes,
+//! as tungstenite does by default, must allow frames as large as its messages);
+//! fragmented messages are accepted. Framing is this crate's own (RFC 6455, read many
+//! frames per system call and written many per system call); the opening handshake
+//! uses tungstenite's key functions. WebSocket pings are answered with pongs (with
+//! the next write, at the latest with the next heartbeat); pongs are ignored. Messages larger than
 //! [`WsTransportBuilder::max_message_size`] (default 1 GiB + 56) are refused as soon
 //! as their frame header arrives, and packages above the context's maximum message
 //! size close the connection. Before the Yoton handshake is complete a peer may send
@@ -95,6 +100,8 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod client;
+mod frame;
 mod io;
 mod link;
 mod server;
@@ -110,11 +117,12 @@ use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use yoton_core::transport::{
     Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
 };
 use yoton_core::{Address, Endpoint};
+
+use frame::Side;
 
 pub use io::PRE_HANDSHAKE_BUDGET;
 pub use tls::WsTransportBuilder;
@@ -236,12 +244,6 @@ impl WsTransport {
     /// Largest WebSocket message accepted (header plus payload).
     pub fn max_message_size(&self) -> usize {
         self.inner.max_message_size
-    }
-
-    fn ws_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .max_message_size(Some(self.inner.max_message_size))
-            .max_frame_size(Some(self.inner.max_message_size))
     }
 
     fn path_for<'a>(&'a self, addr: &'a Address) -> &'a str {
@@ -393,10 +395,11 @@ async fn server_side(
             io::Io::tls(s.into())
         }
     };
-    let ws = server::upgrade(io, path, transport.ws_config())
+    let up = server::upgrade(io, path)
         .await
         .map_err(|e| format!("{peer}: {e}"))?;
-    Ok(link::raw_messages(ws, local, peer))
+    let max = transport.inner.max_message_size;
+    Ok(link::raw_messages(up, Side::Server, max, local, peer))
 }
 
 #[async_trait]
@@ -458,30 +461,10 @@ impl Transport for WsTransport {
             }
         };
         let uri = format!("{}://{}{}", addr.scheme, target, self.path_for(addr));
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(uri.as_str(), io, Some(self.ws_config()))
-                .await
-                .map_err(|e| TransportError(upgrade_error(&uri, e)))?;
-        Ok(link::raw_messages(ws, local, peer).into())
-    }
-}
-
-/// A failed client upgrade, with the server's answer where there is one.
-fn upgrade_error(uri: &str, e: tokio_tungstenite::tungstenite::Error) -> String {
-    use tokio_tungstenite::tungstenite::Error as E;
-    match e {
-        E::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-                .unwrap_or_default();
-            format!(
-                "WebSocket upgrade at {uri} refused: HTTP {}{}{body}",
-                response.status(),
-                if body.is_empty() { "" } else { ": " }
-            )
-        }
-        other => format!("WebSocket upgrade at {uri} failed: {other}"),
+        let up = client::upgrade(io, &uri, &target, self.path_for(addr))
+            .await
+            .map_err(TransportError)?;
+        let max = self.inner.max_message_size;
+        Ok(link::raw_messages(up, Side::Client, max, local, peer).into())
     }
 }

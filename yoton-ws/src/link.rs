@@ -1,193 +1,365 @@
-//! The two halves of a WebSocket as core's message reader and writer.
+//! The two halves of an upgraded WebSocket as core's message reader and writer.
+//!
+//! The reader reads as much as the socket has into a recycled buffer and takes every
+//! complete message out of it at once, each a slice of the buffer (payloads are
+//! unmasked in place). The writer puts a whole batch of packages, each one binary
+//! frame, into one buffer (masking as it copies, on the client side) and writes it
+//! with one system call; on the server side a large payload goes by reference in the
+//! same vectored write.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yoton_core::connection::STOP_EOF;
-use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
+use yoton_core::messages::{packages_in, MessageReader, MessageWriter, OutMessage, RawMessages};
+use yoton_core::readbuf::ReadBuffer;
+use yoton_core::stream::{write_segments, BoxRead, BoxWrite, COPY_THRESHOLD};
 use yoton_core::{Endpoint, LinkError};
 
-use std::sync::Arc;
-
-use crate::io::{Budget, Io};
+use crate::frame::{apply_mask, close_body, op, put_header, Deframer, Event, FrameError, Side};
+use crate::io::{Io, PRE_HANDSHAKE_BUDGET};
 
 /// Reason sent in the close frame after a goodbye.
 const CLOSE_TEXT: &str = "Yoton connection closed";
 
+/// Close codes that end a connection normally (RFC 6455 section 7.4.1).
+const NORMAL: u16 = 1000;
+const GOING_AWAY: u16 = 1001;
+
+/// A client masks what it sends in pieces of this size, and writes once this much
+/// is buffered: a large message never has a masked copy of its own.
+const MASK_CHUNK: usize = 64 * 1024;
+const WRITE_AT: usize = 256 * 1024;
+
+/// Masking keys taken from the system's random source at once.
+const KEYS: usize = 1024;
+
+/// A WebSocket after its HTTP upgrade.
+pub(crate) struct Upgraded {
+    pub(crate) io: Io,
+    /// Bytes that came after the upgrade's head (frames already).
+    pub(crate) tail: BytesMut,
+    /// Bytes of [`PRE_HANDSHAKE_BUDGET`] the upgrade used.
+    pub(crate) used: u64,
+}
+
+/// The answer to the peer's latest ping, for the writer to send.
+type Pong = Arc<Mutex<Option<Bytes>>>;
+
 /// Split an upgraded WebSocket into core's message halves.
 pub(crate) fn raw_messages(
-    ws: WebSocketStream<Io>,
+    up: Upgraded,
+    side: Side,
+    max_message: usize,
     local: Endpoint,
     peer: Endpoint,
 ) -> RawMessages {
-    let budget = ws.get_ref().budget();
-    let (sink, stream) = ws.split();
+    let (r, w) = up.io.into_split();
+    let pong = Pong::default();
+    let budget = PRE_HANDSHAKE_BUDGET.saturating_sub(up.used);
     RawMessages {
-        reader: Box::new(WsReader { stream, budget }),
-        writer: Box::new(WsWriter { sink }),
+        reader: Box::new(WsReader {
+            io: r,
+            buf: ReadBuffer::new(up.tail),
+            // Before the Yoton handshake a message is at most what the budget allows.
+            deframer: Deframer::new(side, max_message.min(budget as usize)),
+            budget: Some(budget),
+            max_message,
+            pong: pong.clone(),
+        }),
+        writer: Box::new(WsWriter {
+            io: w,
+            masks: (side == Side::Client).then(Masks::default),
+            batch: BytesMut::new(),
+            segments: VecDeque::new(),
+            pong,
+        }),
         local,
         peer,
     }
 }
 
-/// The receiving half: binary messages are packages, pings are answered (by
-/// tungstenite, on the next read or write), pongs are ignored, a close frame or a
-/// vanished stream is the end of the stream, and a text message is an error.
+/// The receiving half: binary messages are packages, pings are answered (by the
+/// writer, with its next write: at the latest with the next heartbeat), pongs are
+/// ignored, a close frame or the end of the stream is the end, and a text message is
+/// an error.
 struct WsReader {
-    stream: SplitStream<WebSocketStream<Io>>,
-    /// Lifted once the Yoton handshake is done.
-    budget: Arc<Budget>,
+    io: BoxRead,
+    buf: ReadBuffer,
+    deframer: Deframer,
+    /// Bytes the peer may still send before the Yoton handshake is done.
+    budget: Option<u64>,
+    max_message: usize,
+    pong: Pong,
 }
 
-#[async_trait]
-impl MessageReader for WsReader {
-    fn handshake_done(&mut self) {
-        self.budget.lift();
-    }
-
-    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
+impl WsReader {
+    /// The next message in what was read, `None` when more must be read first, or
+    /// how the stream ends (`LinkError::Eof` for a normal close).
+    fn step(&mut self) -> Option<Result<Bytes, LinkError>> {
         loop {
-            // `StreamExt::next` is cancel-safe: a partly received message stays in
-            // tungstenite's buffer for the next call.
-            match self.stream.next().await {
-                None => return Ok(None),
-                Some(Ok(Message::Binary(b))) => return Ok(Some(b)),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Text(t))) => {
-                    return Err(LinkError::Other(format!(
-                        "Protocol error: the peer sent a WebSocket text message ({} bytes); \
-                         Yoton over WebSocket carries binary messages only",
-                        t.len()
-                    )))
+            let event = match self.deframer.next(self.buf.buf()) {
+                Ok(Some(event)) => event,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(frame_error(e))),
+            };
+            match event {
+                Event::Binary(m) => return Some(Ok(m)),
+                Event::Ping(p) => {
+                    if let Ok(mut slot) = self.pong.lock() {
+                        *slot = Some(p);
+                    }
                 }
-                Some(Ok(Message::Close(frame))) => return closed(frame),
-                Some(Err(e)) => return read_error(e),
+                Event::Pong => {}
+                Event::Text(n) => {
+                    return Some(Err(LinkError::Other(format!(
+                        "Protocol error: the peer sent a WebSocket text message ({n} bytes); \
+                         Yoton over WebSocket carries binary messages only"
+                    ))))
+                }
+                Event::Close(frame) => return Some(Err(closed(frame))),
             }
         }
     }
-}
 
-/// A close frame: a normal one is the end of the stream; an unusual code with a
-/// reason is reported.
-fn closed(frame: Option<CloseFrame>) -> Result<Option<Bytes>, LinkError> {
-    match frame {
-        Some(f)
-            if !matches!(f.code, CloseCode::Normal | CloseCode::Away) && !f.reason.is_empty() =>
-        {
-            Err(LinkError::Other(format!(
-                "{STOP_EOF} (WebSocket close code {}: {})",
-                u16::from(f.code),
-                f.reason.as_str()
-            )))
+    /// Read more (cancel-safe: a read that did not finish took nothing).
+    async fn fill(&mut self) -> Result<(), LinkError> {
+        self.buf.make_room();
+        let n = match self.io.read_buf(self.buf.buf()).await {
+            Ok(n) => n,
+            // TLS without its close_notify: the peer vanished, as over plain TCP.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(LinkError::Eof);
         }
-        _ => Ok(None),
-    }
-}
-
-fn read_error(e: WsError) -> Result<Option<Bytes>, LinkError> {
-    match e {
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ok(None),
-        WsError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        other => Err(link_error(other)),
-    }
-}
-
-/// A tungstenite error as a link error (close reason).
-pub(crate) fn link_error(e: WsError) -> LinkError {
-    match e {
-        WsError::Io(io) => LinkError::Io(io),
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            LinkError::Other(format!(
-                "Package too large: a WebSocket message of {size} bytes exceeds the limit of \
-                 {max_size} bytes (raise max_message_size of the WebSocket transport and of \
-                 the context on both ends)"
-            ))
-        }
-        other => LinkError::Other(format!("WebSocket error: {other}")),
-    }
-}
-
-/// Payloads above this size go as a fragmented message (see
-/// [`WsWriter::send_fragmented`]). Below it, joining header and payload costs less
-/// than the receiver's reassembly (W2, 1 MiB messages: 3.1-3.5 GB/s joined, 1.9-2.7
-/// in 256 KiB frames).
-const FRAGMENT_ABOVE: usize = 4 << 20;
-/// Payload bytes per continuation frame.
-const FRAGMENT: usize = 1 << 20;
-
-/// The sending half: one binary message per package.
-struct WsWriter {
-    sink: SplitSink<WebSocketStream<Io>, Message>,
-}
-
-impl WsWriter {
-    /// A large package as one WebSocket message in several frames (RFC 6455 section
-    /// 5.4): the header in the first, then the payload in slices of [`FRAGMENT`]
-    /// bytes (no copy until tungstenite frames each one). Sent whole, the header and
-    /// payload had to be joined into a copy which tungstenite then copied again into
-    /// its write buffer: a sender peaked at 3x the message (W4, 256 MiB). Receivers
-    /// (tungstenite or any other) put the frames back together into one message.
-    async fn send_fragmented(&mut self, header: Bytes, payload: Bytes) -> Result<(), LinkError> {
-        let binary = OpCode::Data(Data::Binary);
-        self.sink
-            .feed(Message::Frame(Frame::message(header, binary, false)))
-            .await
-            .map_err(link_error)?;
-        let mut at = 0;
-        while at < payload.len() {
-            let end = payload.len().min(at + FRAGMENT);
-            let part = payload.slice(at..end);
-            let last = end == payload.len();
-            self.sink
-                .feed(Message::Frame(Frame::message(
-                    part,
-                    OpCode::Data(Data::Continue),
-                    last,
-                )))
-                .await
-                .map_err(link_error)?;
-            at = end;
+        if let Some(left) = self.budget {
+            self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
+                LinkError::Other(format!(
+                    "the peer sent more than {PRE_HANDSHAKE_BUDGET} bytes before completing \
+                     the Yoton handshake"
+                ))
+            })?);
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl MessageWriter for WsWriter {
-    async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
-        for m in messages {
-            match m {
-                OutMessage::Parts(header, payload) if payload.len() > FRAGMENT_ABOVE => {
-                    self.send_fragmented(header, payload).await?
-                }
-                // One WebSocket message per package (parts joined: a small copy).
-                m => self
-                    .sink
-                    .feed(Message::Binary(m.into_bytes()))
-                    .await
-                    .map_err(link_error)?,
+impl MessageReader for WsReader {
+    fn handshake_done(&mut self) {
+        self.budget = None;
+        self.deframer.set_max(self.max_message);
+    }
+
+    async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
+        loop {
+            match self.step() {
+                Some(Ok(m)) => return Ok(Some(m)),
+                Some(Err(LinkError::Eof)) => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                None => match self.fill().await {
+                    Err(LinkError::Eof) => return Ok(None),
+                    other => other?,
+                },
             }
         }
-        self.sink.flush().await.map_err(link_error)
+    }
+
+    async fn recv_many(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Result<Option<LinkError>, LinkError> {
+        let start = out.len();
+        loop {
+            while out.len() < max {
+                match self.step() {
+                    None => break,
+                    Some(Ok(m)) => out.push(m),
+                    Some(Err(e)) if out.len() == start => return Err(e),
+                    Some(Err(e)) => return Ok(Some(e)),
+                }
+            }
+            if out.len() > start {
+                return Ok(None);
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+/// A close frame: a normal one (or one without a reason) is the end of the stream;
+/// an unusual code with a reason is reported.
+fn closed(frame: Option<(u16, String)>) -> LinkError {
+    match frame {
+        Some((code, reason)) if code != NORMAL && code != GOING_AWAY && !reason.is_empty() => {
+            LinkError::Other(format!(
+                "{STOP_EOF} (WebSocket close code {code}: {reason})"
+            ))
+        }
+        _ => LinkError::Eof,
+    }
+}
+
+fn frame_error(e: FrameError) -> LinkError {
+    LinkError::Other(e.to_string())
+}
+
+/// Masking keys for a client's frames, from the system's random source (RFC 6455
+/// section 5.3 asks for unpredictable keys), fetched [`KEYS`] at a time.
+#[derive(Default)]
+struct Masks {
+    keys: Vec<[u8; 4]>,
+}
+
+impl Masks {
+    fn next(&mut self) -> Result<[u8; 4], LinkError> {
+        if let Some(k) = self.keys.pop() {
+            return Ok(k);
+        }
+        let mut raw = [0u8; KEYS * 4];
+        getrandom::fill(&mut raw).map_err(|e| {
+            LinkError::Other(format!("no random masking keys for WebSocket frames: {e}"))
+        })?;
+        self.keys = raw
+            .chunks_exact(4)
+            .map(|c| <[u8; 4]>::try_from(c).unwrap_or_default())
+            .collect();
+        self.keys
+            .pop()
+            .ok_or_else(|| LinkError::Other("no masking key".into()))
+    }
+}
+
+/// The sending half: one binary frame per package.
+struct WsWriter {
+    io: BoxWrite,
+    /// A client's masking keys (a server does not mask).
+    masks: Option<Masks>,
+    /// Frames being put together.
+    batch: BytesMut,
+    /// What goes out next, in order: parts of `batch` and large payloads.
+    segments: VecDeque<Bytes>,
+    pong: Pong,
+}
+
+impl WsWriter {
+    /// Add one frame whose payload is `parts` one after the other.
+    async fn frame(&mut self, opcode: u8, parts: &[&[u8]]) -> Result<(), LinkError> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let Some(masks) = self.masks.as_mut() else {
+            put_header(&mut self.batch, opcode, true, len, None);
+            for p in parts {
+                self.batch.extend_from_slice(p);
+            }
+            return Ok(());
+        };
+        let key = masks.next()?;
+        put_header(&mut self.batch, opcode, true, len, Some(key));
+        let mut offset = 0;
+        for p in parts {
+            for piece in p.chunks(MASK_CHUNK) {
+                let at = self.batch.len();
+                self.batch.extend_from_slice(piece);
+                if let Some(added) = self.batch.get_mut(at..) {
+                    apply_mask(added, key, offset);
+                }
+                offset += piece.len();
+                if self.batch.len() >= WRITE_AT {
+                    self.write().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A server's large package: the header in the batch, the payload by reference.
+    fn frame_by_reference(&mut self, header: &[u8], payload: &Bytes) {
+        put_header(
+            &mut self.batch,
+            op::BINARY,
+            true,
+            header.len() + payload.len(),
+            None,
+        );
+        self.batch.extend_from_slice(header);
+        self.segments.push_back(self.batch.split().freeze());
+        self.segments.push_back(payload.clone());
+    }
+
+    /// Write everything put together so far.
+    async fn write(&mut self) -> Result<(), LinkError> {
+        if !self.batch.is_empty() {
+            self.segments.push_back(self.batch.split().freeze());
+        }
+        write_segments(&mut self.io, &mut self.segments).await?;
+        // The written parts are gone: the batch's allocation is free again.
+        self.batch.reserve(WRITE_AT);
+        Ok(())
+    }
+
+    fn take_pong(&self) -> Option<Bytes> {
+        self.pong.lock().ok().and_then(|mut p| p.take())
+    }
+}
+
+#[async_trait]
+impl MessageWriter for WsWriter {
+    async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
+        if let Some(p) = self.take_pong() {
+            self.frame(op::PONG, &[p.as_ref()]).await?;
+        }
+        for m in &messages {
+            match m {
+                OutMessage::Parts(header, payload)
+                    if self.masks.is_none() && payload.len() > COPY_THRESHOLD =>
+                {
+                    self.frame_by_reference(header, payload)
+                }
+                OutMessage::Parts(header, payload) => {
+                    self.frame(op::BINARY, &[header.as_ref(), payload.as_ref()])
+                        .await?
+                }
+                OutMessage::Whole(m) => self.frame(op::BINARY, &[m.as_ref()]).await?,
+                OutMessage::Packages(run) => {
+                    for p in packages_in(run) {
+                        self.frame(op::BINARY, &[p]).await?;
+                    }
+                }
+            }
+        }
+        self.write().await?;
+        self.io.flush().await?;
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), LinkError> {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: CLOSE_TEXT.into(),
+        let body = close_body(NORMAL, CLOSE_TEXT);
+        let sent = async {
+            self.frame(op::CLOSE, &[body.as_slice()]).await?;
+            self.write().await?;
+            self.io.flush().await?;
+            self.io.shutdown().await?;
+            Ok(())
         };
-        match self.sink.send(Message::Close(Some(frame))).await {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(link_error(e)),
+        match sent.await {
+            // The peer is gone already: nothing left to close.
+            Err(LinkError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::NotConnected
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
         }
     }
 }
@@ -195,53 +367,209 @@ impl MessageWriter for WsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{SinkExt, StreamExt};
     use std::time::Duration;
     use tokio::net::{TcpListener, TcpStream};
-    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
 
-    /// A receiver that refuses frames above 2 MiB gets a 9 MiB package (so it came in
-    /// frames) intact, and a small package whole, in order.
-    #[tokio::test]
-    async fn a_large_package_goes_in_frames_and_arrives_whole() {
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port: 0,
+        }
+    }
+
+    /// Our end (`side`) and a tungstenite end (the other side) over real TCP.
+    async fn pair(side: Side) -> (RawMessages, WebSocketStream<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            let config = WebSocketConfig::default()
-                .max_frame_size(Some(2 << 20))
-                .max_message_size(Some(64 << 20));
-            let mut ws = tokio_tungstenite::accept_async_with_config(s, Some(config))
-                .await
-                .unwrap();
-            let mut got = Vec::new();
-            while got.len() < 2 {
-                match ws.next().await {
-                    Some(Ok(Message::Binary(b))) => got.push(b),
-                    other => panic!("expected a binary message, got {other:?}"),
+        let ours = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, theirs) = tokio::join!(ours, listener.accept());
+        let (ours, theirs) = (ours.unwrap(), theirs.unwrap().0);
+        let config = WebSocketConfig::default()
+            .max_frame_size(Some(64 << 20))
+            .max_message_size(Some(64 << 20));
+        let role = match side {
+            Side::Client => Role::Server,
+            Side::Server => Role::Client,
+        };
+        let theirs = WebSocketStream::from_raw_socket(theirs, role, Some(config)).await;
+        let up = Upgraded {
+            io: Io::plain(ours),
+            tail: BytesMut::new(),
+            used: 0,
+        };
+        let mut raw = raw_messages(up, side, 64 << 20, endpoint(), endpoint());
+        raw.reader.handshake_done();
+        (raw, theirs)
+    }
+
+    /// Both sides of ours against tungstenite: many small messages and a large one
+    /// each way, arriving whole and in order; a ping from tungstenite is answered
+    /// with a pong carrying its payload; a close frame ends our reader normally.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn our_framing_and_tungstenite_understand_each_other() {
+        for side in [Side::Client, Side::Server] {
+            let (ours, mut theirs) = pair(side).await;
+            let (mut reader, mut writer) = (ours.reader, ours.writer);
+            let big: Bytes = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+            let mut out: Vec<OutMessage> = (0..500u32)
+                .map(|i| OutMessage::Whole(Bytes::from(i.to_le_bytes().repeat(30))))
+                .collect();
+            out.push(OutMessage::Parts(
+                Bytes::from_static(b"header"),
+                big.clone(),
+            ));
+            // Written while tungstenite reads (the large message does not fit into
+            // the sockets' buffers).
+            let sending = tokio::spawn(async move {
+                writer.send(out).await.unwrap();
+                writer
+            });
+            for i in 0..500u32 {
+                match tokio::time::timeout(WAIT, theirs.next()).await.unwrap() {
+                    Some(Ok(Message::Binary(b))) => assert_eq!(b, i.to_le_bytes().repeat(30)),
+                    other => panic!("{side:?}: message {i}: {other:?}"),
                 }
             }
-            got
-        });
-        let s = TcpStream::connect(addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), Io::plain(s))
+            match tokio::time::timeout(WAIT, theirs.next()).await.unwrap() {
+                Some(Ok(Message::Binary(b))) => {
+                    assert_eq!(&b[..6], b"header");
+                    assert!(b[6..] == big[..], "{side:?}: the large message changed");
+                }
+                other => panic!("{side:?}: the large message: {other:?}"),
+            }
+            let mut writer = tokio::time::timeout(WAIT, sending).await.unwrap().unwrap();
+            // Their way: small ones, a ping, a large one, read while they are sent.
+            let theirs_send = async {
+                for i in 0..300u32 {
+                    theirs
+                        .feed(Message::binary(vec![i as u8; 100]))
+                        .await
+                        .unwrap();
+                }
+                theirs
+                    .feed(Message::Ping(Bytes::from_static(b"ping!")))
+                    .await
+                    .unwrap();
+                theirs.send(Message::binary(big.clone())).await.unwrap();
+            };
+            let ours_receive = async {
+                let mut got = Vec::new();
+                while got.len() < 301 {
+                    let end = reader.recv_many(&mut got, 1024).await.unwrap();
+                    assert!(end.is_none());
+                }
+                got
+            };
+            let ((), got) =
+                tokio::time::timeout(WAIT, async { tokio::join!(theirs_send, ours_receive) })
+                    .await
+                    .unwrap();
+            assert_eq!(got.len(), 301);
+            for (i, m) in got.iter().take(300).enumerate() {
+                assert_eq!(m[..], vec![i as u8; 100][..]);
+            }
+            assert!(
+                got[300] == big,
+                "{side:?}: the large message changed on its way to us"
+            );
+            // The pong goes with our next write.
+            tokio::time::timeout(WAIT, writer.send(Vec::new()))
+                .await
+                .unwrap()
+                .unwrap();
+            let pong = tokio::time::timeout(WAIT, async {
+                loop {
+                    match theirs.next().await {
+                        Some(Ok(Message::Pong(p))) => return p,
+                        Some(Ok(_)) => {}
+                        other => panic!("{side:?}: no pong: {other:?}"),
+                    }
+                }
+            })
             .await
             .unwrap();
-        let (sink, _stream) = ws.split();
-        let mut w = WsWriter { sink };
-        let payload: Bytes = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
-        w.send(vec![
-            OutMessage::Parts(Bytes::from_static(b"header"), payload.clone()),
-            OutMessage::Parts(Bytes::from_static(b"h2"), Bytes::from_static(b"small")),
-        ])
-        .await
-        .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(30), server)
+            assert_eq!(&pong[..], b"ping!");
+            tokio::time::timeout(WAIT, theirs.close(None))
+                .await
+                .unwrap()
+                .unwrap();
+            let end = tokio::time::timeout(WAIT, reader.recv()).await.unwrap();
+            assert!(matches!(end, Ok(None)), "{side:?}: {end:?}");
+        }
+    }
+
+    /// Our close sends a close frame with code 1000 that tungstenite reads as such.
+    #[tokio::test]
+    async fn close_sends_a_normal_close_frame() {
+        let (mut ours, mut theirs) = pair(Side::Client).await;
+        tokio::time::timeout(WAIT, ours.writer.close())
             .await
-            .expect("the receiver got both messages in time")
+            .unwrap()
             .unwrap();
-        assert_eq!(got[0].len(), 6 + payload.len());
-        assert_eq!(&got[0][..6], b"header");
-        assert!(got[0][6..] == payload[..], "the payload changed on the way");
-        assert_eq!(&got[1][..], b"h2small");
+        match tokio::time::timeout(WAIT, theirs.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1000);
+                assert_eq!(f.reason.as_str(), CLOSE_TEXT);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An unusual close code with a reason is reported; a text message is an error.
+    #[tokio::test]
+    async fn unusual_closes_and_text_are_reported() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let (mut ours, mut theirs) = pair(Side::Server).await;
+        theirs
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Policy,
+                reason: "go away".into(),
+            })))
+            .await
+            .unwrap();
+        let e = tokio::time::timeout(WAIT, ours.reader.recv())
+            .await
+            .unwrap();
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("1008") && e.contains("go away"), "{e}");
+        let (mut ours, mut theirs) = pair(Side::Server).await;
+        theirs.send(Message::text("hi")).await.unwrap();
+        let e = tokio::time::timeout(WAIT, ours.reader.recv())
+            .await
+            .unwrap();
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("text message"), "{e}");
+    }
+
+    /// Before the handshake a peer may send at most the budget; a frame announcing
+    /// more is refused on its header.
+    #[tokio::test]
+    async fn the_budget_bounds_what_comes_before_the_handshake() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, theirs) = tokio::join!(ours, listener.accept());
+        let mut theirs = theirs.unwrap().0;
+        let up = Upgraded {
+            io: Io::plain(ours.unwrap()),
+            tail: BytesMut::new(),
+            used: PRE_HANDSHAKE_BUDGET - 100,
+        };
+        let mut raw = raw_messages(up, Side::Client, 1 << 30, endpoint(), endpoint());
+        let mut f = BytesMut::new();
+        put_header(&mut f, op::BINARY, true, 101, None);
+        tokio::io::AsyncWriteExt::write_all(&mut theirs, &f)
+            .await
+            .unwrap();
+        let e = raw.reader.recv().await.unwrap_err().to_string();
+        assert!(
+            e.starts_with("Package too large") && e.contains("101"),
+            "{e}"
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! The server side of the opening handshake (RFC 6455 section 4.2), with plain HTTP
 //! answers for everything that is not a WebSocket upgrade to the configured path.
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::io::Io;
+use crate::link::Upgraded;
 
 /// Longest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -156,11 +156,7 @@ async fn refuse(io: &mut Io, refusal: &Refusal) -> String {
 
 /// Read the upgrade request, answer it, and start the WebSocket. The error says what
 /// was wrong (for the log); the client got an HTTP answer where that made sense.
-pub(crate) async fn upgrade(
-    mut io: Io,
-    path: &str,
-    config: WebSocketConfig,
-) -> Result<WebSocketStream<Io>, String> {
+pub(crate) async fn upgrade(mut io: Io, path: &str) -> Result<Upgraded, String> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let (n, head) = loop {
         match parse_head(&buf) {
@@ -204,8 +200,9 @@ pub(crate) async fn upgrade(
             io.flush()
                 .await
                 .map_err(|e| format!("writing the upgrade answer: {e}"))?;
-            let tail = buf.split_off(n.min(buf.len()));
-            Ok(WebSocketStream::from_partially_read(io, tail, Role::Server, Some(config)).await)
+            let used = buf.len() as u64;
+            let tail = BytesMut::from(buf.get(n..).unwrap_or_default());
+            Ok(Upgraded { io, tail, used })
         }
     }
 }

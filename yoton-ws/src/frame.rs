@@ -1,0 +1,522 @@
+//! RFC 6455 framing without I/O: frame headers, masking, and a deframer that takes
+//! whole messages off the front of a read buffer.
+//!
+//! The link (`link.rs`) reads many frames per `read` into one buffer and hands each
+//! binary message on as a slice of it (no copy, no allocation per message); a
+//! fragmented message is put back together here. Every rule a receiver must check is
+//! checked: reserved bits, known opcodes, control frames short and unfragmented,
+//! masking by clients only, continuation frames only inside a message, the message
+//! size limit as soon as a header announces too much.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Opcodes (RFC 6455 section 5.2).
+pub(crate) mod op {
+    pub const CONTINUATION: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+    pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
+}
+
+/// Longest payload of a control frame.
+const MAX_CONTROL: usize = 125;
+
+/// A frame that is not complete yet and at most this large is left to the reader's
+/// recycled buffer; a larger one gets room reserved for all of it at once, so that a
+/// large payload is read straight into place (one allocation, no regrowth).
+pub(crate) const RESERVE_ABOVE: usize = 32 * 1024;
+
+/// Which end of the WebSocket this is: a server receives masked frames and sends
+/// plain ones, a client the other way round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+/// Why the peer's frames cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// A message above the limit (its size as far as it is known).
+    #[error(
+        "Package too large: a WebSocket message of {size} bytes exceeds the limit of {max} bytes \
+         (raise max_message_size of the WebSocket transport and of the context on both ends)"
+    )]
+    TooLarge { size: u64, max: usize },
+    /// A rule of RFC 6455 broken.
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+}
+
+/// What a complete frame (or the last frame of a message) was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A whole binary message.
+    Binary(Bytes),
+    /// The first frame of a text message, with its length (Yoton refuses text).
+    Text(usize),
+    /// A ping with its payload (to be answered with a pong carrying the same).
+    Ping(Bytes),
+    /// A pong (ignored).
+    Pong,
+    /// A close frame: its status code and reason, if it had any.
+    Close(Option<(u16, String)>),
+}
+
+/// A parsed frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    /// Length of the header itself.
+    size: usize,
+    /// Length of the payload.
+    len: u64,
+}
+
+/// Parse the frame header at the front of `b`; `None` while it is incomplete.
+fn parse_header(b: &[u8]) -> Result<Option<Header>, FrameError> {
+    let (Some(&b0), Some(&b1)) = (b.first(), b.get(1)) else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err(FrameError::Protocol(
+            "reserved bits set (no extension was agreed)",
+        ));
+    }
+    let (len, mut size) = match b1 & 0x7f {
+        126 => match b.get(2..4).and_then(|x| <[u8; 2]>::try_from(x).ok()) {
+            Some(x) => (u64::from(u16::from_be_bytes(x)), 4),
+            None => return Ok(None),
+        },
+        127 => match b.get(2..10).and_then(|x| <[u8; 8]>::try_from(x).ok()) {
+            Some(x) => {
+                let len = u64::from_be_bytes(x);
+                if len >> 63 != 0 {
+                    return Err(FrameError::Protocol("frame length with its top bit set"));
+                }
+                (len, 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let mask = if b1 & 0x80 != 0 {
+        let Some(k) = b
+            .get(size..size + 4)
+            .and_then(|k| <[u8; 4]>::try_from(k).ok())
+        else {
+            return Ok(None);
+        };
+        size += 4;
+        Some(k)
+    } else {
+        None
+    };
+    Ok(Some(Header {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0f,
+        mask,
+        size,
+        len,
+    }))
+}
+
+/// Append a frame header to `dst`.
+pub(crate) fn put_header(
+    dst: &mut BytesMut,
+    opcode: u8,
+    fin: bool,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) {
+    let b0 = opcode | if fin { 0x80 } else { 0 };
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    if len < 126 {
+        dst.extend_from_slice(&[b0, m | len as u8]);
+    } else if let Ok(short) = u16::try_from(len) {
+        dst.extend_from_slice(&[b0, m | 126]);
+        dst.extend_from_slice(&short.to_be_bytes());
+    } else {
+        dst.extend_from_slice(&[b0, m | 127]);
+        dst.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if let Some(k) = mask {
+        dst.extend_from_slice(&k);
+    }
+}
+
+/// XOR `data` with the masking key, `data` starting at byte `offset` of the payload.
+pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
+    // The key as it lines up with `data`: rotated by the offset.
+    let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
+    let wide = u64::from(word) | (u64::from(word) << 32);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_le_bytes(w) ^ wide).to_le_bytes());
+    }
+    for (b, k) in chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(word.to_le_bytes().into_iter().cycle())
+    {
+        *b ^= k;
+    }
+}
+
+/// Takes whole messages off the front of a read buffer.
+#[derive(Debug)]
+pub(crate) struct Deframer {
+    side: Side,
+    /// Largest message accepted.
+    max: usize,
+    /// The payload so far of a fragmented binary message.
+    partial: Option<BytesMut>,
+}
+
+impl Deframer {
+    pub(crate) fn new(side: Side, max: usize) -> Self {
+        Deframer {
+            side,
+            max,
+            partial: None,
+        }
+    }
+
+    /// Change the message size limit (lifted after the Yoton handshake).
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// Bytes of a fragmented message held so far.
+    pub(crate) fn partial_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, BytesMut::len)
+    }
+
+    /// The next event from the front of `buf`, or `None` when `buf` holds no complete
+    /// frame yet (room for a large one is then reserved). Frames of a fragmented
+    /// message are taken and held until its last one.
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, FrameError> {
+        loop {
+            let Some(h) = parse_header(buf)? else {
+                return Ok(None);
+            };
+            self.check(&h)?;
+            // `check` bounds the length by the message limit (a usize).
+            let len = usize::try_from(h.len).unwrap_or(usize::MAX);
+            let total = h.size.saturating_add(len);
+            if buf.len() < total {
+                if total > RESERVE_ABOVE {
+                    buf.reserve(total - buf.len());
+                }
+                return Ok(None);
+            }
+            let mut frame = buf.split_to(total);
+            frame.advance(h.size);
+            if let Some(key) = h.mask {
+                apply_mask(&mut frame, key, 0);
+            }
+            if let Some(event) = self.take(h, frame)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The rules that a header alone can break.
+    fn check(&self, h: &Header) -> Result<(), FrameError> {
+        match (self.side, h.mask.is_some()) {
+            (Side::Server, false) => {
+                return Err(FrameError::Protocol("a client sent an unmasked frame"))
+            }
+            (Side::Client, true) => {
+                return Err(FrameError::Protocol("a server sent a masked frame"))
+            }
+            _ => {}
+        }
+        match h.opcode {
+            op::CLOSE | op::PING | op::PONG => {
+                if !h.fin {
+                    return Err(FrameError::Protocol("a fragmented control frame"));
+                }
+                if h.len > MAX_CONTROL as u64 {
+                    return Err(FrameError::Protocol(
+                        "a control frame longer than 125 bytes",
+                    ));
+                }
+            }
+            op::CONTINUATION | op::TEXT | op::BINARY => {
+                let so_far = self.partial_len() as u64;
+                let size = so_far.saturating_add(h.len);
+                if size > self.max as u64 {
+                    return Err(FrameError::TooLarge {
+                        size,
+                        max: self.max,
+                    });
+                }
+                match (h.opcode, self.partial.is_some()) {
+                    (op::CONTINUATION, false) => {
+                        return Err(FrameError::Protocol(
+                            "a continuation frame outside of a fragmented message",
+                        ))
+                    }
+                    (op::TEXT | op::BINARY, true) => {
+                        return Err(FrameError::Protocol(
+                            "a new message before the last frame of the previous one",
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            _ => return Err(FrameError::Protocol("an unknown opcode")),
+        }
+        Ok(())
+    }
+
+    /// A complete, unmasked frame: an event, or `None` when it is a fragment that
+    /// does not end its message.
+    fn take(&mut self, h: Header, payload: BytesMut) -> Result<Option<Event>, FrameError> {
+        Ok(Some(match h.opcode {
+            op::PING => Event::Ping(payload.freeze()),
+            op::PONG => Event::Pong,
+            op::CLOSE => Event::Close(close_payload(&payload)?),
+            op::TEXT => Event::Text(payload.len()),
+            op::BINARY if h.fin => Event::Binary(payload.freeze()),
+            op::BINARY => {
+                self.partial = Some(payload);
+                return Ok(None);
+            }
+            _ => {
+                // A continuation (`check` made sure a message is in progress).
+                let mut whole = self.partial.take().unwrap_or_default();
+                whole.extend_from_slice(&payload);
+                if !h.fin {
+                    self.partial = Some(whole);
+                    return Ok(None);
+                }
+                Event::Binary(whole.freeze())
+            }
+        }))
+    }
+}
+
+/// The status code and reason of a close frame.
+fn close_payload(p: &[u8]) -> Result<Option<(u16, String)>, FrameError> {
+    match p {
+        [] => Ok(None),
+        [_] => Err(FrameError::Protocol("a close frame of one byte")),
+        [a, b, reason @ ..] => {
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| FrameError::Protocol("a close reason that is not UTF-8"))?;
+            Ok(Some((u16::from_be_bytes([*a, *b]), reason.to_owned())))
+        }
+    }
+}
+
+/// A close frame's payload: the code, then the reason.
+pub(crate) fn close_body(code: u16, reason: &str) -> Vec<u8> {
+    let mut v = code.to_be_bytes().to_vec();
+    v.extend_from_slice(reason.as_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(opcode: u8, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) -> BytesMut {
+        let mut b = BytesMut::new();
+        put_header(&mut b, opcode, fin, payload.len(), mask);
+        let at = b.len();
+        b.extend_from_slice(payload);
+        if let Some(k) = mask {
+            apply_mask(&mut b[at..], k, 0);
+        }
+        b
+    }
+
+    const KEY: Option<[u8; 4]> = Some([0x12, 0x34, 0x56, 0x78]);
+
+    #[test]
+    fn header_lengths_of_every_size_class_round_trip() {
+        for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
+            for mask in [None, KEY] {
+                let mut b = BytesMut::new();
+                put_header(&mut b, op::BINARY, true, len, mask);
+                let h = parse_header(&b).unwrap().unwrap();
+                assert_eq!(
+                    (h.len, h.size, h.mask, h.fin),
+                    (len as u64, b.len(), mask, true)
+                );
+                // Every shorter prefix is incomplete, not an error.
+                for cut in 0..b.len() {
+                    assert_eq!(parse_header(&b[..cut]), Ok(None), "len {len} cut {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_frames_of_rfc_6455_section_5_7() {
+        // A single-frame masked text message "Hello".
+        let masked = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let h = parse_header(&masked).unwrap().unwrap();
+        let mut p = masked[h.size..].to_vec();
+        apply_mask(&mut p, h.mask.unwrap(), 0);
+        assert_eq!(&p, b"Hello");
+        // Our encoding of the same, with the same key, is byte for byte the example.
+        assert_eq!(&frame(op::TEXT, true, b"Hello", h.mask)[..], &masked[..]);
+    }
+
+    #[test]
+    fn masking_at_any_offset_matches_byte_by_byte() {
+        let key = [1, 2, 3, 250];
+        let data: Vec<u8> = (0..100u8).collect();
+        for offset in 0..8 {
+            for len in [0, 1, 7, 8, 9, 63, 64, 100] {
+                let mut fast = data[..len].to_vec();
+                apply_mask(&mut fast, key, offset);
+                let slow: Vec<u8> = data[..len]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ key[(i + offset) % 4])
+                    .collect();
+                assert_eq!(fast, slow, "offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_messages_in_one_buffer_come_out_in_order_as_slices() {
+        let mut buf = BytesMut::new();
+        for i in 0..50u8 {
+            buf.extend_from_slice(&frame(op::BINARY, true, &[i; 70], KEY));
+        }
+        buf.extend_from_slice(&frame(op::BINARY, true, &[9; 10], KEY)[..5]);
+        let mut d = Deframer::new(Side::Server, 1 << 20);
+        for i in 0..50u8 {
+            assert_eq!(
+                d.next(&mut buf),
+                Ok(Some(Event::Binary(vec![i; 70].into())))
+            );
+        }
+        assert_eq!(d.next(&mut buf), Ok(None), "the cut-off frame waits");
+        assert_eq!(buf.len(), 5);
+    }
+
+    #[test]
+    fn fragments_with_a_ping_between_make_one_message() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&frame(op::BINARY, false, b"abc", None));
+        buf.extend_from_slice(&frame(op::PING, true, b"are you there", None));
+        buf.extend_from_slice(&frame(op::CONTINUATION, false, b"def", None));
+        buf.extend_from_slice(&frame(op::CONTINUATION, true, b"g", None));
+        buf.extend_from_slice(&frame(op::PONG, true, b"", None));
+        buf.extend_from_slice(&frame(op::CLOSE, true, &close_body(1001, "bye"), None));
+        let mut d = Deframer::new(Side::Client, 1 << 20);
+        assert_eq!(
+            d.next(&mut buf),
+            Ok(Some(Event::Ping(Bytes::from_static(b"are you there"))))
+        );
+        assert_eq!(d.partial_len(), 3);
+        assert_eq!(
+            d.next(&mut buf),
+            Ok(Some(Event::Binary(Bytes::from_static(b"abcdefg"))))
+        );
+        assert_eq!(d.next(&mut buf), Ok(Some(Event::Pong)));
+        assert_eq!(
+            d.next(&mut buf),
+            Ok(Some(Event::Close(Some((1001, "bye".into())))))
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn broken_rules_are_errors() {
+        let err = |side: Side, max: usize, frames: &[BytesMut]| {
+            let mut buf = BytesMut::new();
+            for f in frames {
+                buf.extend_from_slice(f);
+            }
+            let mut d = Deframer::new(side, max);
+            loop {
+                match d.next(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+        };
+        let s = Side::Server;
+        let c = Side::Client;
+        let bin = |fin, p: &[u8]| frame(op::BINARY, fin, p, KEY);
+        let cont = |fin, p: &[u8]| frame(op::CONTINUATION, fin, p, KEY);
+        assert!(err(s, 100, &[frame(op::BINARY, true, b"x", None)])
+            .unwrap()
+            .contains("unmasked"));
+        assert!(err(c, 100, &[bin(true, b"x")])
+            .unwrap()
+            .contains("masked frame"));
+        assert!(err(s, 100, &[cont(true, b"x")])
+            .unwrap()
+            .contains("continuation"));
+        assert!(err(s, 100, &[bin(false, b"x"), bin(true, b"y")])
+            .unwrap()
+            .contains("new message"));
+        assert!(err(s, 100, &[frame(op::PING, false, b"", KEY)])
+            .unwrap()
+            .contains("fragmented control"));
+        assert!(err(s, 200, &[frame(op::PING, true, &[0; 126], KEY)])
+            .unwrap()
+            .contains("125"));
+        assert!(err(s, 100, &[frame(0x3, true, b"", KEY)])
+            .unwrap()
+            .contains("unknown opcode"));
+        let mut rsv = bin(true, b"x");
+        rsv[0] |= 0x40;
+        assert!(err(s, 100, &[rsv]).unwrap().contains("reserved bits"));
+        assert!(err(s, 100, &[frame(op::CLOSE, true, &[3], KEY)])
+            .unwrap()
+            .contains("one byte"));
+        assert!(err(s, 100, &[frame(op::CLOSE, true, &[3, 232, 0xff], KEY)])
+            .unwrap()
+            .contains("UTF-8"));
+        // The limit counts every fragment of a message, and is checked on the header.
+        assert_eq!(err(s, 100, &[bin(true, &[0; 100])]), None);
+        let big = err(s, 100, &[bin(false, &[0; 60]), cont(true, &[0; 41])]).unwrap();
+        assert!(
+            big.starts_with("Package too large") && big.contains("101 bytes"),
+            "{big}"
+        );
+        let mut huge = BytesMut::new();
+        put_header(&mut huge, op::BINARY, true, 1 << 30, KEY);
+        assert!(err(s, 100, &[huge])
+            .unwrap()
+            .starts_with("Package too large"));
+        let mut top = BytesMut::from(&[0x82u8, 0xff][..]);
+        top.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(err(s, 100, &[top]).unwrap().contains("top bit"));
+    }
+
+    #[test]
+    fn room_is_reserved_for_a_large_frame_only() {
+        let mut d = Deframer::new(Side::Client, 1 << 30);
+        let mut small = BytesMut::with_capacity(16);
+        put_header(&mut small, op::BINARY, true, 1000, None);
+        assert_eq!(d.next(&mut small), Ok(None));
+        assert!(
+            small.capacity() < 1000,
+            "a small frame waits for the reader's buffer"
+        );
+        let mut large = BytesMut::with_capacity(16);
+        put_header(&mut large, op::BINARY, true, 10 << 20, None);
+        assert_eq!(d.next(&mut large), Ok(None));
+        assert!(large.capacity() >= (10 << 20) + 10);
+    }
+}
