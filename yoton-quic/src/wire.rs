@@ -55,6 +55,7 @@
 //! peer back when these are full.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -91,6 +92,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a dropped link keeps its connection open for the peer to receive what
 /// was written.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the control stream is still read (and dropped) after the reader is
+/// gone, at most, while large packages are still being sent (see [`drain`]).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How far ahead of the received bytes a large package's buffer grows at least.
 const GROW_CHUNK: usize = 1 << 20;
@@ -228,14 +233,19 @@ enum Large {
     Failed(LinkError),
 }
 
-async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::Sender<Control>, max: u64) {
+async fn read_control(
+    mut recv: quinn::RecvStream,
+    tx: mpsc::Sender<Control>,
+    max: u64,
+    sending: Arc<AtomicUsize>,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let end = 'read: loop {
         loop {
             match decode_control(&mut buf, max) {
                 Ok(Some(entry)) => {
                     if tx.send(Control::Entry(entry)).await.is_err() {
-                        return;
+                        return drain(recv, &sending).await;
                     }
                 }
                 Ok(None) => break,
@@ -256,6 +266,44 @@ async fn read_control(mut recv: quinn::RecvStream, tx: mpsc::Sender<Control>, ma
         }
     };
     let _ = tx.send(Control::End(end)).await;
+}
+
+/// The reader is gone (the link closed) while large packages of ours may still be
+/// on their way out on streams of their own. Dropping the control stream now would
+/// tell the peer to stop sending on it; its next heartbeat would then fail, and the
+/// peer would close the connection, losing those packages (seen when a large
+/// package took longer than the close's one-second flush). So go on reading, and
+/// dropping, what the peer sends until no large package is in flight, the peer
+/// ends its stream (as it does once it has taken our goodbye), the connection ends,
+/// or [`DRAIN_LIMIT`] has passed.
+async fn drain(mut recv: quinn::RecvStream, sending: &AtomicUsize) {
+    let until = tokio::time::Instant::now() + DRAIN_LIMIT;
+    while sending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+        let next = tokio::time::timeout(LARGE_POLL, recv.read_chunk(READ_CHUNK, true)).await;
+        match next {
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(Ok(None) | Err(_)) => return,
+        }
+    }
+}
+
+/// How often [`drain`] looks whether large packages are still in flight.
+const LARGE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Counts a large package in flight while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Read one large package (header + payload, then the end of the stream).
@@ -391,7 +439,7 @@ pub(crate) struct QuicReader {
     /// Packages delivered so far.
     delivered: u64,
     conn: quinn::Connection,
-    _tasks: [AbortOnDrop; 2],
+    _task: AbortOnDrop,
     _endpoint: quinn::Endpoint,
 }
 
@@ -563,6 +611,8 @@ pub(crate) struct QuicWriter {
     threshold: usize,
     batch: BytesMut,
     endpoint: quinn::Endpoint,
+    /// Large packages being sent (shared with the control stream's reader task).
+    sending: Arc<AtomicUsize>,
 }
 
 impl QuicWriter {
@@ -598,7 +648,7 @@ impl Drop for QuicWriter {
     }
 }
 
-async fn send_large(mut stream: quinn::SendStream, message: OutMessage) {
+async fn send_large(mut stream: quinn::SendStream, message: OutMessage, _counted: InFlight) {
     // Parts go as they are: quinn keeps the Bytes, the payload is never copied.
     let written = match message {
         OutMessage::Whole(m) | OutMessage::Packages(m) => stream.write_chunk(m).await,
@@ -638,7 +688,7 @@ impl MessageWriter for QuicWriter {
             self.batch.extend_from_slice(&REF_CONTROL.to_le_bytes());
             self.batch
                 .extend_from_slice(m.first().get(8..HEADER_SIZE).unwrap_or_default());
-            tokio::spawn(send_large(stream, m));
+            tokio::spawn(send_large(stream, m, InFlight::new(&self.sending)));
         }
         self.flush_batch().await
     }
@@ -666,7 +716,15 @@ pub(crate) fn raw_messages(
     let _ = send.set_priority(1);
     let (ctl_tx, ctl_rx) = mpsc::channel(CONTROL_QUEUE);
     let (big_tx, big_rx) = mpsc::channel(opts.max_large.max(1));
-    let control_task = tokio::spawn(read_control(recv, ctl_tx, opts.max_message_size));
+    let sending = Arc::new(AtomicUsize::new(0));
+    // Not aborted with the reader: it ends by itself once the reader is gone (see
+    // `drain`), or with the connection.
+    tokio::spawn(read_control(
+        recv,
+        ctl_tx,
+        opts.max_message_size,
+        sending.clone(),
+    ));
     let large_task = tokio::spawn(accept_large(
         conn.clone(),
         big_tx,
@@ -685,7 +743,7 @@ pub(crate) fn raw_messages(
             waiting_bytes: 0,
             delivered: 0,
             conn: conn.clone(),
-            _tasks: [AbortOnDrop(control_task), AbortOnDrop(large_task)],
+            _task: AbortOnDrop(large_task),
             _endpoint: endpoint.clone(),
         }),
         writer: Box::new(QuicWriter {
@@ -694,6 +752,7 @@ pub(crate) fn raw_messages(
             threshold: opts.threshold,
             batch: BytesMut::with_capacity(READ_CHUNK),
             endpoint: endpoint.clone(),
+            sending,
         }),
         local,
         peer,
