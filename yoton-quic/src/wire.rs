@@ -83,11 +83,15 @@ pub const MAX_WAITING: usize = 1024;
 /// reading the control stream pauses.
 pub const MAX_WAITING_BYTES: usize = 64 << 20;
 
-/// Entries of the control stream queued between its reader task and the context.
+/// Reads of the control stream (each up to [`READ_CHUNKS`] chunks of entries) queued
+/// between its reader task and the context.
 const CONTROL_QUEUE: usize = 64;
 
-/// Bytes asked of the control stream per read.
+/// Room of the control stream's read buffer, and of the writer's batch.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Chunks (about a datagram each) taken from the control stream per read.
+const READ_CHUNKS: usize = 32;
 
 /// How long a dropped link keeps its connection open for the peer to receive what
 /// was written.
@@ -219,8 +223,10 @@ pub(crate) fn decode_control(buf: &mut BytesMut, max: u64) -> Result<Option<Entr
     }
 }
 
+/// What the control stream's task hands the reader, in order.
 enum Control {
-    Entry(Entry),
+    /// Every entry that one read completed.
+    Entries(Vec<Entry>),
     End(Result<(), LinkError>),
 }
 
@@ -240,20 +246,30 @@ async fn read_control(
     sending: Arc<AtomicUsize>,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let end = 'read: loop {
-        loop {
+    let mut chunks: [Bytes; READ_CHUNKS] = Default::default();
+    let end = loop {
+        // Everything one read completed goes to the reader at once.
+        let mut entries = Vec::new();
+        let failed = loop {
             match decode_control(&mut buf, max) {
-                Ok(Some(entry)) => {
-                    if tx.send(Control::Entry(entry)).await.is_err() {
-                        return drain(recv, &sending).await;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => break 'read Err(e),
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
             }
+        };
+        if !entries.is_empty() && tx.send(Control::Entries(entries)).await.is_err() {
+            return drain(recv, &sending).await;
         }
-        match recv.read_chunk(READ_CHUNK, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        match recv.read_chunks(&mut chunks).await {
+            Ok(Some(n)) => {
+                for c in chunks.iter_mut().take(n) {
+                    buf.extend_from_slice(c);
+                    *c = Bytes::new();
+                }
+            }
             Ok(None) if buf.is_empty() => break Ok(()),
             Ok(None) => {
                 break Err(LinkError::Other(format!(
@@ -426,6 +442,8 @@ enum Held {
 /// keeping each slot's packages in order.
 pub(crate) struct QuicReader {
     control: mpsc::Receiver<Control>,
+    /// Entries of the control stream received and not yet taken, in order.
+    inbox: VecDeque<Entry>,
     large: mpsc::Receiver<Large>,
     large_open: bool,
     /// Packages not deliverable yet, in the order they were sent.
@@ -543,36 +561,80 @@ impl QuicReader {
     }
 }
 
+impl QuicReader {
+    /// Take one entry of the control stream: a message to deliver now, or `None`
+    /// when it was queued behind an earlier package of its slot.
+    fn take(&mut self, entry: Entry) -> Option<Bytes> {
+        match entry {
+            Entry::Line(m) => Some(m),
+            Entry::Ref(header) => {
+                self.pending.push_back(Pending::Large {
+                    slot: slot_of(&header),
+                    index: self.next_ref,
+                    header,
+                    at: self.delivered,
+                });
+                self.next_ref += 1;
+                None
+            }
+            Entry::Package(m) => self.control_package(m),
+        }
+    }
+
+    /// What the control stream's task sent: its entries go to the inbox.
+    fn receive(&mut self, c: Option<Control>) -> Result<(), LinkError> {
+        match c {
+            None => Err(LinkError::Eof),
+            Some(Control::End(Ok(()))) => {
+                self.held = Some(Held::End);
+                Ok(())
+            }
+            Some(Control::End(Err(e))) => Err(e),
+            Some(Control::Entries(v)) => {
+                self.inbox.extend(v);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next message without waiting: `None` when nothing is ready.
+    fn ready(&mut self) -> Option<Result<Option<Bytes>, LinkError>> {
+        loop {
+            if let Some(ready) = self.pop_ready() {
+                return Some(ready);
+            }
+            if self.blocked() {
+                return None;
+            }
+            if let Some(entry) = self.inbox.pop_front() {
+                if let Some(m) = self.take(entry) {
+                    return Some(Ok(Some(m)));
+                }
+                continue;
+            }
+            match self.control.try_recv() {
+                Ok(c) => {
+                    if let Err(e) = self.receive(Some(c)) {
+                        return Some(Err(e));
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl MessageReader for QuicReader {
     async fn recv(&mut self) -> Result<Option<Bytes>, LinkError> {
         loop {
-            if let Some(ready) = self.pop_ready() {
+            if let Some(ready) = self.ready() {
                 return ready;
             }
             let blocked = self.blocked();
             tokio::select! {
                 biased;
-                c = self.control.recv(), if !blocked => match c {
-                    None => return Err(LinkError::Eof),
-                    Some(Control::End(Ok(()))) => self.held = Some(Held::End),
-                    Some(Control::End(Err(e))) => return Err(e),
-                    Some(Control::Entry(Entry::Line(m))) => return Ok(Some(m)),
-                    Some(Control::Entry(Entry::Ref(header))) => {
-                        self.pending.push_back(Pending::Large {
-                            slot: slot_of(&header),
-                            index: self.next_ref,
-                            header,
-                            at: self.delivered,
-                        });
-                        self.next_ref += 1;
-                    }
-                    Some(Control::Entry(Entry::Package(m))) => {
-                        if let Some(m) = self.control_package(m) {
-                            return Ok(Some(m));
-                        }
-                    }
-                },
+                c = self.control.recv(), if !blocked => self.receive(c)?,
                 l = self.large.recv(), if self.large_open => match l {
                     None => self.large_open = false,
                     Some(Large::Failed(e)) => return Err(e),
@@ -601,6 +663,23 @@ impl MessageReader for QuicReader {
             }
         }
     }
+
+    async fn recv_many(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Result<Option<LinkError>, LinkError> {
+        out.push(self.recv().await?.ok_or(LinkError::Eof)?);
+        while out.len() < max {
+            match self.ready() {
+                None => break,
+                Some(Ok(Some(m))) => out.push(m),
+                Some(Ok(None)) => return Ok(Some(LinkError::Eof)),
+                Some(Err(e)) => return Ok(Some(e)),
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The sending half.
@@ -613,18 +692,29 @@ pub(crate) struct QuicWriter {
     endpoint: quinn::Endpoint,
     /// Large packages being sent (shared with the control stream's reader task).
     sending: Arc<AtomicUsize>,
+    /// What goes out next on the control stream before the batch: parts of the
+    /// batch and runs of packages.
+    chunks: Vec<Bytes>,
 }
 
 impl QuicWriter {
+    /// Write what was put together: the batch and the runs, in order.
     async fn flush_batch(&mut self) -> Result<(), LinkError> {
-        if self.batch.is_empty() {
+        if !self.batch.is_empty() {
+            self.chunks.push(self.batch.split().freeze());
+        }
+        if self.chunks.is_empty() {
             return Ok(());
         }
-        let chunk = self.batch.split().freeze();
-        match self.control.as_mut() {
-            Some(c) => c.write_chunk(chunk).await.map_err(write_error),
+        let written = match self.control.as_mut() {
+            Some(c) => c
+                .write_all_chunks(&mut self.chunks)
+                .await
+                .map_err(write_error),
             None => Err(LinkError::Other("Connection closed locally.".into())),
-        }
+        };
+        self.chunks.clear();
+        written
     }
 }
 
@@ -671,9 +761,16 @@ async fn send_large(mut stream: quinn::SendStream, message: OutMessage, _counted
 impl MessageWriter for QuicWriter {
     async fn send(&mut self, messages: Vec<OutMessage>) -> Result<(), LinkError> {
         for m in messages {
-            // A run of packages is small ones only (core copies only those).
-            let large = !matches!(m, OutMessage::Packages(_))
-                && m.len() > HEADER_SIZE.saturating_add(self.threshold)
+            if let OutMessage::Packages(run) = m {
+                // Small packages in wire encoding already: written as they are
+                // (quinn keeps the Bytes), behind what the batch holds.
+                if !self.batch.is_empty() {
+                    self.chunks.push(self.batch.split().freeze());
+                }
+                self.chunks.push(run);
+                continue;
+            }
+            let large = m.len() > HEADER_SIZE.saturating_add(self.threshold)
                 && word(m.first()) == Some(CONTROL);
             if !large {
                 m.copy_into(&mut self.batch);
@@ -734,6 +831,7 @@ pub(crate) fn raw_messages(
     RawMessages {
         reader: Box::new(QuicReader {
             control: ctl_rx,
+            inbox: VecDeque::new(),
             large: big_rx,
             large_open: true,
             pending: VecDeque::new(),
@@ -753,6 +851,7 @@ pub(crate) fn raw_messages(
             batch: BytesMut::with_capacity(READ_CHUNK),
             endpoint: endpoint.clone(),
             sending,
+            chunks: Vec::new(),
         }),
         local,
         peer,
