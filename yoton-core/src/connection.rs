@@ -340,16 +340,30 @@ impl Connection {
     /// Queue a signal frame (the goodbye) for the writer. Returns false when the
     /// connection no longer sends.
     pub(crate) fn push(&self, frame: Frame) -> bool {
-        self.with_queue(|q| {
+        let pushed = self.with_queue(|q| {
             if q.sealed {
-                return false;
+                return Pushed::Closed;
             }
             let first = q.is_empty();
             q.push(frame);
-            self.pushed(q, first);
-            true
-        })
-        .unwrap_or(false)
+            self.pushed(q, first)
+        });
+        match pushed {
+            Some(p @ Pushed::Queued { .. }) => {
+                if p.should_wake() {
+                    self.wake_writer();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Wake the writer (after a push to an empty queue, once the context's lock is
+    /// released: see [`AfterPush`](crate::outbox::AfterPush)).
+    #[inline]
+    pub(crate) fn wake_writer(&self) {
+        self.shared.wake_writer.notify_one();
     }
 
     /// Queue a package on this connection's queue in `queues` (its context's)
@@ -409,16 +423,15 @@ impl Connection {
         Ok(())
     }
 
-    /// After a push: wake the writer when the queue was empty before (`first`; it
-    /// drains everything queued when it wakes and checks again before it sleeps, so
-    /// once per batch is enough), and say whether a local sender should now wait.
+    /// After a push: the writer is to be woken when the queue was empty before
+    /// (`first`; it drains everything queued when it wakes and checks again before it
+    /// sleeps, so once per batch is enough; the caller wakes it once the lock is
+    /// released), and whether a local sender should now wait.
     #[inline]
     fn pushed(&self, q: &Queue, first: bool) -> Pushed {
-        if first {
-            self.shared.wake_writer.notify_one();
-        }
         Pushed::Queued {
             wait: q.should_wait(),
+            wake: first,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
 use crate::error::{Error, Result};
 use crate::handshake::{HandshakeError, Hello};
 use crate::link::Endpoint;
-use crate::outbox::{Queue, Queues};
+use crate::outbox::{AfterPush, Queue, Queues};
 use crate::package::{Package, SLOT_CONTEXT};
 use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
@@ -509,7 +509,7 @@ impl Context {
         if package.payload.is_empty() {
             return Err(Error::EmptyPayload { slot: package.slot });
         }
-        let mut full = Vec::new();
+        let mut after = AfterPush::default();
         let mut st = self.inner.state.lock();
         if package.payload.len() <= crate::stream::COPY_THRESHOLD
             && push_stamped_small(
@@ -517,20 +517,18 @@ impl Context {
                 package.slot,
                 (package.dest_id, package.dest_seq),
                 &package.payload,
-                &mut full,
+                &mut after,
             )
         {
+            drop(st);
             // The package was not moved through the router; its payload is freed
             // after the lock.
-            return Ok(full);
+            return Ok(after.wake());
         }
         let State { router, queues, .. } = &mut *st;
-        router.send(package, |c, p| {
-            if c.push_package(queues, p).should_wait() {
-                full.push(c.clone());
-            }
-        });
-        Ok(full)
+        router.send(package, |c, p| after.note(c, c.push_package(queues, p)));
+        drop(st);
+        Ok(after.wake())
     }
 
     /// Send a broadcast package for `slot` whose payload is copied from `payload`
@@ -581,10 +579,11 @@ impl Context {
             if self.inner.closed.load(Ordering::Relaxed) {
                 return Err(Error::Closed("context"));
             }
-            let mut full = Vec::new();
+            let mut after = AfterPush::default();
             let mut st = self.inner.state.lock();
-            if push_stamped_small(&mut st, slot, (0, 0), payload, &mut full) {
-                return Ok(full);
+            if push_stamped_small(&mut st, slot, (0, 0), payload, &mut after) {
+                drop(st);
+                return Ok(after.wake());
             }
         }
         // Large, or no connection yet (the start-up queue keeps packages): one copy.
@@ -699,11 +698,14 @@ impl Context {
     }
 
     fn add_link(&self, conn: &Connection) {
+        let mut after = AfterPush::default();
         let mut st = self.inner.state.lock();
         let State { router, queues, .. } = &mut *st;
         router.add_link(conn.shared.link_id, conn.clone(), |c, p| {
-            c.push_package(queues, &p);
+            after.note(c, c.push_package(queues, &p));
         });
+        drop(st);
+        after.wake();
     }
 
     fn check_open(&self) -> Result<()> {
@@ -1002,8 +1004,9 @@ impl Context {
 
 /// Stamp a small package made here (`dest`: its dest_id and dest_seq) and encode it
 /// straight into every link's send queue, as `send` and `send_slice` do for payloads
-/// up to the copy threshold; the connections whose queue it left at or above the soft
-/// limit go to `full`. False, with nothing stamped, when there is no link yet (the
+/// up to the copy threshold; writers to wake and connections whose queue it left at
+/// or above the soft limit go to `after`. False, with nothing stamped, when there is
+/// no link yet (the
 /// caller hands an owned package to `Router::send` for the start-up queue). This
 /// context's own context messages are never discarded.
 #[inline]
@@ -1012,7 +1015,7 @@ fn push_stamped_small(
     slot: u64,
     dest: (u64, u64),
     payload: &[u8],
-    full: &mut Vec<Connection>,
+    after: &mut AfterPush,
 ) -> bool {
     let Some((source_id, source_seq)) = st.router.stamp() else {
         return false;
@@ -1028,11 +1031,7 @@ fn push_stamped_small(
     .to_bytes();
     let exempt = slot == SLOT_CONTEXT;
     for (_, c) in st.router.links() {
-        if c.push_small(&mut st.queues, &header, payload, exempt)
-            .should_wait()
-        {
-            full.push(c.clone());
-        }
+        after.note(c, c.push_small(&mut st.queues, &header, payload, exempt));
     }
     true
 }
@@ -1231,6 +1230,7 @@ impl ContextInner {
     /// filled in here), then handle context messages. `packages` is left empty.
     pub(crate) fn receive(&self, link: LinkId, packages: &mut Vec<(Package, u64)>) {
         let mut context_messages: Vec<Package> = Vec::new();
+        let mut after = AfterPush::default();
         {
             let mut st = self.state.lock();
             let st = &mut *st;
@@ -1253,7 +1253,7 @@ impl ContextInner {
                 // slows down local senders, and beyond its hard limit a forwarded
                 // package is discarded and counted like any other.
                 let verdict = st.router.judge(p, link, |c, p| {
-                    c.push_package(&mut st.queues, p);
+                    after.note(c, c.push_package(&mut st.queues, p));
                 });
                 if let Verdict::Deposit(recv_seq) = verdict {
                     *seq = recv_seq;
@@ -1300,6 +1300,8 @@ impl ContextInner {
                 }
             }
         }
+        // Forwarding never waits: only the writers are woken.
+        after.wake();
         for p in context_messages {
             self.context_message(&p);
         }

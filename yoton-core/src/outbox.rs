@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
+use crate::connection::Connection;
 use crate::link::Outgoing;
 use crate::package::{Frame, HEADER_SIZE};
 use crate::router::LinkId;
@@ -50,8 +51,9 @@ impl QueueLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pushed {
     /// Queued; `wait` when a local sender should now wait for room (the queue is at
-    /// or above its soft limits and the connection is not stalled).
-    Queued { wait: bool },
+    /// or above its soft limits and the connection is not stalled); `wake` when the
+    /// queue was empty, so its writer may be asleep (see [`AfterPush`]).
+    Queued { wait: bool, wake: bool },
     /// The queue was at its hard limit: the package was dropped and counted; `wait`
     /// as above (the queue is full, but a local sender has not yet waited it out).
     Discarded { wait: bool },
@@ -64,8 +66,56 @@ impl Pushed {
     pub(crate) fn should_wait(self) -> bool {
         matches!(
             self,
-            Pushed::Queued { wait: true } | Pushed::Discarded { wait: true }
+            Pushed::Queued { wait: true, .. } | Pushed::Discarded { wait: true }
         )
+    }
+
+    /// The queue's writer must be woken.
+    pub(crate) fn should_wake(self) -> bool {
+        matches!(self, Pushed::Queued { wake: true, .. })
+    }
+}
+
+/// What pushing under the context's lock leaves to do once the lock is released:
+/// wake the writers whose queues were empty, and the connections whose queues
+/// reached their soft limit (a local sender waits for those). A writer woken while
+/// the lock is held would run straight into it: blocking pub/sub ping-pong took
+/// 104-106 µs with the wake-up under the lock against 75-90 µs before the queues
+/// moved under it (the floor: 87-91 µs; three alternating runs each).
+#[derive(Default)]
+pub(crate) struct AfterPush {
+    /// The first writer to wake (a send usually wakes one at most: no allocation).
+    wake: Option<Connection>,
+    more: Vec<Connection>,
+    full: Vec<Connection>,
+}
+
+impl AfterPush {
+    /// Note what pushing to `c` gave.
+    #[inline]
+    pub(crate) fn note(&mut self, c: &Connection, pushed: Pushed) {
+        if pushed.should_wake() {
+            match self.wake {
+                None => self.wake = Some(c.clone()),
+                Some(_) => self.more.push(c.clone()),
+            }
+        }
+        if pushed.should_wait() {
+            self.full.push(c.clone());
+        }
+    }
+
+    /// Wake the writers (after the lock is released); the connections a local
+    /// sender should wait for are left.
+    #[inline]
+    pub(crate) fn wake(self) -> Vec<Connection> {
+        if let Some(c) = self.wake {
+            c.wake_writer();
+        }
+        for c in self.more {
+            c.wake_writer();
+        }
+        self.full
     }
 }
 
