@@ -897,6 +897,9 @@ impl Context {
             timeout,
             reason,
         };
+        // The reason of the latest failed attempt: when time runs out during a retry,
+        // that reason (a refused certificate, say) says more than "no answer".
+        let mut last_error: Option<String> = None;
         let raw = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(
@@ -907,8 +910,9 @@ impl Context {
             {
                 Ok(Ok(raw)) => break raw,
                 Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(fail(e.0)),
-                Err(_) => return Err(fail("no answer".into())),
-                Ok(Err(_)) => {
+                Err(_) => return Err(fail(last_error.unwrap_or_else(|| "no answer".into()))),
+                Ok(Err(e)) => {
+                    last_error = Some(e.0);
                     let pause =
                         (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
                     tokio::time::sleep(pause.min(left)).await;

@@ -186,7 +186,7 @@ async fn wrong_path_gets_404_and_bind_keeps_waiting() {
     let err = ws_ctx()
         .connect_async(
             &format!("ws://127.0.0.1:{port}/elsewhere"),
-            Duration::from_millis(300),
+            Duration::from_millis(1000),
         )
         .await
         .unwrap_err()
@@ -325,7 +325,7 @@ async fn custom_paths_from_the_address_and_the_builder() {
     let err = ws_ctx()
         .connect_async(
             &format!("ws://127.0.0.1:{port}"),
-            Duration::from_millis(200),
+            Duration::from_millis(1000),
         )
         .await
         .unwrap_err()
@@ -427,7 +427,7 @@ async fn wss_attempt(
     let result = peer
         .connect_async(
             &format!("wss://{addr_host}:{port}"),
-            Duration::from_millis(500),
+            Duration::from_millis(1500),
         )
         .await;
     match result {
