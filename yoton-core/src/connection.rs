@@ -348,15 +348,10 @@ impl Connection {
             q.push(frame);
             self.pushed(q, first)
         });
-        match pushed {
-            Some(p @ Pushed::Queued { .. }) => {
-                if p.should_wake() {
-                    self.wake_writer();
-                }
-                true
-            }
-            _ => false,
+        if pushed.is_some_and(Pushed::should_wake) {
+            self.wake_writer();
         }
+        matches!(pushed, Some(Pushed::Queued { .. }))
     }
 
     /// Wake the writer (after a push to an empty queue, once the context's lock is

@@ -702,7 +702,7 @@ impl Context {
         let mut st = self.inner.state.lock();
         let State { router, queues, .. } = &mut *st;
         router.add_link(conn.shared.link_id, conn.clone(), |c, p| {
-            after.note(c, c.push_package(queues, &p));
+            after.note_wake(c, c.push_package(queues, &p));
         });
         drop(st);
         after.wake();
@@ -1010,9 +1010,8 @@ impl Context {
 /// straight into every link's send queue, as `send` and `send_slice` do for payloads
 /// up to the copy threshold; writers to wake and connections whose queue it left at
 /// or above the soft limit go to `after`. False, with nothing stamped, when there is
-/// no link yet (the
-/// caller hands an owned package to `Router::send` for the start-up queue). This
-/// context's own context messages are never discarded.
+/// no link yet (the caller hands an owned package to `Router::send` for the start-up
+/// queue). This context's own context messages are never discarded.
 #[inline]
 fn push_stamped_small(
     st: &mut State,
@@ -1257,7 +1256,7 @@ impl ContextInner {
                 // slows down local senders, and beyond its hard limit a forwarded
                 // package is discarded and counted like any other.
                 let verdict = st.router.judge(p, link, |c, p| {
-                    after.note(c, c.push_package(&mut st.queues, p));
+                    after.note_wake(c, c.push_package(&mut st.queues, p));
                 });
                 if let Verdict::Deposit(recv_seq) = verdict {
                     *seq = recv_seq;

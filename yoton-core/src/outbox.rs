@@ -47,8 +47,10 @@ impl QueueLimits {
     }
 }
 
-/// What became of a package handed to a connection's send queue.
+/// What became of a package handed to a connection's send queue. Not to be dropped:
+/// a `wake` in it is the only wake-up the writer gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "the writer must be woken when the push says so (see AfterPush)"]
 pub(crate) enum Pushed {
     /// Queued; `wait` when a local sender should now wait for room (the queue is at
     /// or above its soft limits and the connection is not stalled); `wake` when the
@@ -84,24 +86,26 @@ impl Pushed {
 /// moved under it (the floor: 87-91 µs; three alternating runs each).
 #[derive(Default)]
 pub(crate) struct AfterPush {
-    /// The first writer to wake (a send usually wakes one at most: no allocation).
-    wake: Option<Connection>,
-    more: Vec<Connection>,
+    wake: Vec<Connection>,
     full: Vec<Connection>,
 }
 
 impl AfterPush {
-    /// Note what pushing to `c` gave.
+    /// Note what pushing to `c` gave, for a local sender: writers to wake and the
+    /// connections to wait for.
     #[inline]
     pub(crate) fn note(&mut self, c: &Connection, pushed: Pushed) {
-        if pushed.should_wake() {
-            match self.wake {
-                None => self.wake = Some(c.clone()),
-                Some(_) => self.more.push(c.clone()),
-            }
-        }
+        self.note_wake(c, pushed);
         if pushed.should_wait() {
             self.full.push(c.clone());
+        }
+    }
+
+    /// Note only the writer to wake (forwarding and the start-up queue never wait).
+    #[inline]
+    pub(crate) fn note_wake(&mut self, c: &Connection, pushed: Pushed) {
+        if pushed.should_wake() {
+            self.wake.push(c.clone());
         }
     }
 
@@ -109,10 +113,7 @@ impl AfterPush {
     /// sender should wait for are left.
     #[inline]
     pub(crate) fn wake(self) -> Vec<Connection> {
-        if let Some(c) = self.wake {
-            c.wake_writer();
-        }
-        for c in self.more {
+        for c in &self.wake {
             c.wake_writer();
         }
         self.full
