@@ -551,15 +551,16 @@ async fn a_tls_client_to_a_plain_tcp_host_is_told_to_use_tcp() {
 /// the first attempt meets a server that is not TLS at all, the retries a silent one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_out_during_a_retry_reports_the_last_reason() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = server.local_addr().unwrap().port();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let serve = tokio::spawn(async move {
         let mut silent = Vec::new();
         loop {
             let (mut sock, _) = server.accept().await.unwrap();
-            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            if count.fetch_add(1, SeqCst) == 0 {
                 let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
                 drop(sock);
             } else {
@@ -574,10 +575,7 @@ async fn a_time_out_during_a_retry_reports_the_last_reason() {
         .unwrap_err()
         .to_string();
     serve.abort();
-    assert!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-        "no retry: {err}"
-    );
+    assert!(accepted.load(SeqCst) >= 2, "no retry: {err}");
     assert!(err.contains(&format!("tls://127.0.0.1:{port}")), "{err}");
     assert!(err.contains("TLS handshake with 127.0.0.1:"), "{err}");
     assert!(!err.contains("no answer"), "{err}");
