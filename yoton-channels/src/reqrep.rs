@@ -77,17 +77,35 @@ impl Wake {
     }
 }
 
-struct Sink(Weak<Inbox>, Arc<Wake>);
-impl SlotReceiver for Sink {
+// =================================================================== requester
+
+/// The requester's receiver. `req!` and replies are handled on the task that read
+/// them, once the context's lock is released (`after_deposit`): answering a `req!`
+/// there saves a hand-off to another task on each of the two round trips.
+struct ReqSink {
+    inbox: Weak<Inbox>,
+    shared: Weak<ReqShared>,
+}
+
+impl SlotReceiver for ReqSink {
     fn deposit(&self, package: Package, recv_seq: u64) {
-        if let Some(inbox) = self.0.upgrade() {
+        // Only the inbox here: the last reference to the channel must not be dropped
+        // under the context's lock (its slot guards take that lock).
+        if let Some(inbox) = self.inbox.upgrade() {
             inbox.push(package, recv_seq);
-            self.1.wake();
+        }
+    }
+
+    fn wants_after_deposit(&self) -> bool {
+        true
+    }
+
+    fn after_deposit(&self) {
+        if let Some(s) = self.shared.upgrade() {
+            s.handle_inbox();
         }
     }
 }
-
-// =================================================================== requester
 
 #[derive(Debug, Clone)]
 enum Status {
@@ -343,6 +361,12 @@ struct ReqShared {
 }
 
 impl ReqShared {
+    fn handle_inbox(&self) {
+        while let Some((p, _)) = self.inbox.pop() {
+            self.handle(p);
+        }
+    }
+
     fn send_control(&self, text: &'static str, dest_id: u64, id: u64) {
         let p = Package::new(self.slot, text).to(dest_id, REQREP_SEQ_REF + id);
         if let Err(e) = self.ctx.send_now(p) {
@@ -476,14 +500,6 @@ impl ReqChannel {
     pub fn new(ctx: &Context, name: &str) -> Result<Self> {
         let slot = channel_slot(name, "obj", "req-rep");
         let in_slot = channel_slot(name, "obj", "rep-req");
-        let inbox = Arc::new(Inbox::new());
-        let wake = Arc::new(Wake::default());
-        let g1 = ctx.register_sender(slot, &format!("{name}.obj.req-rep"), Arc::new(NoHooks))?;
-        let g2 = ctx.register_receiver(
-            in_slot,
-            &format!("{name}.obj.rep-req"),
-            Arc::new(Sink(Arc::downgrade(&inbox), wake.clone())),
-        )?;
         let shared = Arc::new(ReqShared {
             ctx: ctx.clone(),
             name: name.to_owned(),
@@ -493,11 +509,18 @@ impl ReqChannel {
             default_timeout: Mutex::new(DEFAULT_REQUEST_TIMEOUT),
             direct: AtomicBool::new(false),
             last_replier: AtomicU64::new(0),
-            inbox,
-            wake,
+            inbox: Arc::new(Inbox::new()),
+            wake: Arc::new(Wake::default()),
             closed: AtomicBool::new(false),
-            guards: Mutex::new(vec![g1, g2]),
+            guards: Mutex::new(Vec::new()),
         });
+        let g1 = ctx.register_sender(slot, &format!("{name}.obj.req-rep"), Arc::new(NoHooks))?;
+        let sink = ReqSink {
+            inbox: Arc::downgrade(&shared.inbox),
+            shared: Arc::downgrade(&shared),
+        };
+        let g2 = ctx.register_receiver(in_slot, &format!("{name}.obj.rep-req"), Arc::new(sink))?;
+        shared.guards.lock().extend([g1, g2]);
         ctx.runtime()
             .spawn(drive_requester(Arc::downgrade(&shared)));
         Ok(ReqChannel { shared })
@@ -656,9 +679,7 @@ async fn drive_requester(weak: Weak<ReqShared>) {
             _ = tick.tick() => {}
         }
         let Some(s) = weak.upgrade() else { return };
-        while let Some((p, _)) = s.inbox.pop() {
-            s.handle(p);
-        }
+        s.handle_inbox();
         s.resend();
     }
 }
@@ -753,20 +774,103 @@ pub enum RepMode {
     Task,
 }
 
+/// The replier's book of pre-requests (`req?`).
+#[derive(Default)]
 struct PreRequests {
+    /// Pre-requests not acknowledged yet, oldest first.
     queue: Vec<Package>,
+    /// The one acknowledged (`req!`) whose request has not come yet.
     current: Option<(Package, Instant)>,
+}
+
+impl PreRequests {
+    /// Book a `req?` or `req-` from a requester.
+    fn book(&mut self, p: Package) {
+        self.queue
+            .retain(|q| !(q.source_id == p.source_id && q.dest_seq == p.dest_seq));
+        match p.payload.as_ref() {
+            b"req-" => {
+                if matches!(&self.current, Some((c, _)) if c.source_id == p.source_id && c.dest_seq == p.dest_seq)
+                {
+                    self.current = None;
+                }
+            }
+            b"req?" => self.queue.push(p),
+            _ => {}
+        }
+    }
+}
+
+/// What the replier's receiver shares with the channel. Not the channel itself: its
+/// last reference must not be dropped under the context's lock, where `deposit`
+/// runs (its slot guards take that lock).
+struct RepInbound {
+    /// Requests, in order of arrival.
+    inbox: Inbox,
+    /// Pre-requests, booked as they arrive.
+    pre: Mutex<PreRequests>,
+    wake: Wake,
+    /// Thread or task mode: pre-requests are acknowledged on the task that read them
+    /// (`after_deposit`), with no hand-off to the replier's thread or task.
+    auto: AtomicBool,
+}
+
+impl Default for RepInbound {
+    fn default() -> Self {
+        RepInbound {
+            inbox: Inbox::new(),
+            pre: Mutex::default(),
+            wake: Wake::default(),
+            auto: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The replier's receiver.
+struct RepSink {
+    inbound: Weak<RepInbound>,
+    shared: Weak<RepShared>,
+}
+
+impl SlotReceiver for RepSink {
+    fn deposit(&self, p: Package, recv_seq: u64) {
+        let Some(inbound) = self.inbound.upgrade() else {
+            return;
+        };
+        if p.dest_seq > REQREP_SEQ_REF {
+            inbound.pre.lock().book(p);
+            if inbound.auto.load(Ordering::Relaxed) {
+                return; // acknowledged in `after_deposit`
+            }
+        } else {
+            // The request of the acknowledged pre-request, or a direct one.
+            inbound.pre.lock().current = None;
+            inbound.inbox.push(p, recv_seq);
+        }
+        inbound.wake.wake();
+    }
+
+    fn wants_after_deposit(&self) -> bool {
+        true
+    }
+
+    fn after_deposit(&self) {
+        let Some(s) = self.shared.upgrade() else {
+            return;
+        };
+        if s.inbound.auto.load(Ordering::Relaxed) {
+            s.acknowledge_next();
+        }
+    }
 }
 
 struct RepShared {
     ctx: Context,
     name: String,
     slot: u64,
-    inbox: Arc<Inbox>,
-    wake: Arc<Wake>,
+    inbound: Arc<RepInbound>,
     handlers: RwLock<HashMap<String, Handler>>,
     services: RwLock<Vec<Arc<dyn Service>>>,
-    pre: Mutex<PreRequests>,
     mode: Mutex<RepMode>,
     generation: AtomicU64,
     closed: AtomicBool,
@@ -806,12 +910,6 @@ impl RepShared {
     }
 }
 
-/// What a control or request package asks the replier to do.
-enum Step {
-    None,
-    Run(Package),
-}
-
 impl RepShared {
     fn send(&self, payload: impl Into<Bytes>, dest_id: u64, dest_seq: u64) {
         let p = Package::new(self.slot, payload).to(dest_id, dest_seq);
@@ -820,37 +918,36 @@ impl RepShared {
         }
     }
 
-    /// Book-keeping of one incoming package; a request is returned to be run.
-    fn take(&self, p: Package) -> Step {
-        if p.dest_seq > REQREP_SEQ_REF {
-            let mut pre = self.pre.lock();
-            pre.queue
-                .retain(|q| !(q.source_id == p.source_id && q.dest_seq == p.dest_seq));
-            match p.payload.as_ref() {
-                b"req-" => {
-                    if matches!(&pre.current, Some((c, _)) if c.source_id == p.source_id && c.dest_seq == p.dest_seq)
-                    {
-                        pre.current = None;
-                    }
-                }
-                b"req?" => pre.queue.push(p),
-                _ => {}
-            }
-            Step::None
-        } else {
-            self.pre.lock().current = None;
-            Step::Run(p)
+    /// The next request to run. Busy is set before the request leaves the inbox,
+    /// so [`RepShared::has_work`] never sees neither.
+    fn next_request(&self) -> Option<Package> {
+        self.busy.store(true, Ordering::SeqCst);
+        let p = self.inbound.inbox.pop().map(|(p, _)| p);
+        if p.is_none() {
+            self.busy.store(false, Ordering::SeqCst);
         }
+        p
     }
 
-    /// Acknowledge the next pre-request (`req!`) unless one is outstanding.
+    /// A request from [`RepShared::next_request`] was answered.
+    fn request_done(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// A request waits or runs: a busy replier takes no more work.
+    fn has_work(&self) -> bool {
+        self.inbound.inbox.len() > 0 || self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Acknowledge the next pre-request (`req!`) unless one is outstanding or a
+    /// request waits or runs.
     fn acknowledge_next(&self) {
         let ack = {
-            let mut pre = self.pre.lock();
+            let mut pre = self.inbound.pre.lock();
             if matches!(&pre.current, Some((_, t)) if t.elapsed() > PRE_REQUEST_EXPIRY) {
                 pre.current = None;
             }
-            if pre.current.is_none() && !pre.queue.is_empty() {
+            if pre.current.is_none() && !pre.queue.is_empty() && !self.has_work() {
                 let p = pre.queue.remove(0);
                 let ack = (p.source_id, p.dest_seq);
                 pre.current = Some((p, Instant::now()));
@@ -982,12 +1079,9 @@ impl RepShared {
 
     /// Handle everything pending (blocking style); used by Event and Thread modes.
     fn process_pending(&self) {
-        while let Some((p, _)) = self.inbox.pop() {
-            if let Step::Run(p) = self.take(p) {
-                self.busy.store(true, Ordering::Relaxed);
-                self.run_blocking(p);
-                self.busy.store(false, Ordering::Relaxed);
-            }
+        while let Some(p) = self.next_request() {
+            self.run_blocking(p);
+            self.request_done();
             self.acknowledge_next();
         }
         self.acknowledge_next();
@@ -1052,36 +1146,29 @@ impl RepChannel {
     pub fn new(ctx: &Context, name: &str) -> Result<Self> {
         let slot = channel_slot(name, "obj", "rep-req");
         let in_slot = channel_slot(name, "obj", "req-rep");
-        let inbox = Arc::new(Inbox::new());
-        let wake = Arc::new(Wake::default());
+        let shared = Arc::new(RepShared {
+            ctx: ctx.clone(),
+            name: name.to_owned(),
+            slot,
+            inbound: Arc::new(RepInbound::default()),
+            handlers: RwLock::new(HashMap::new()),
+            services: RwLock::new(Vec::new()),
+            mode: Mutex::new(RepMode::Off),
+            generation: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            guards: Mutex::new(Vec::new()),
+            handled: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
         let g1 = ctx.register_sender(slot, &format!("{name}.obj.rep-req"), Arc::new(NoHooks))?;
-        let g2 = ctx.register_receiver(
-            in_slot,
-            &format!("{name}.obj.req-rep"),
-            Arc::new(Sink(Arc::downgrade(&inbox), wake.clone())),
-        )?;
-        Ok(RepChannel {
-            shared: Arc::new(RepShared {
-                ctx: ctx.clone(),
-                name: name.to_owned(),
-                slot,
-                inbox,
-                wake,
-                handlers: RwLock::new(HashMap::new()),
-                services: RwLock::new(Vec::new()),
-                pre: Mutex::new(PreRequests {
-                    queue: Vec::new(),
-                    current: None,
-                }),
-                mode: Mutex::new(RepMode::Off),
-                generation: AtomicU64::new(0),
-                closed: AtomicBool::new(false),
-                guards: Mutex::new(vec![g1, g2]),
-                handled: AtomicU64::new(0),
-                busy: AtomicBool::new(false),
-                thread: Mutex::new(None),
-            }),
-        })
+        let sink = RepSink {
+            inbound: Arc::downgrade(&shared.inbound),
+            shared: Arc::downgrade(&shared),
+        };
+        let g2 = ctx.register_receiver(in_slot, &format!("{name}.obj.req-rep"), Arc::new(sink))?;
+        shared.guards.lock().extend([g1, g2]);
+        Ok(RepChannel { shared })
     }
 
     /// Register a handler that gets the raw [`Request`].
@@ -1159,8 +1246,12 @@ impl RepChannel {
             }
             *m = mode;
         }
+        self.shared.inbound.auto.store(
+            matches!(mode, RepMode::Thread | RepMode::Task),
+            Ordering::Relaxed,
+        );
         let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.shared.wake.notify_waiters();
+        self.shared.inbound.wake.notify_waiters();
         self.shared.stop_thread();
         let weak = Arc::downgrade(&self.shared);
         match mode {
@@ -1218,7 +1309,7 @@ impl RepChannel {
         self.shared.closed.store(true, Ordering::Relaxed);
         self.set_mode(RepMode::Off);
         self.shared.guards.lock().clear();
-        self.shared.inbox.close();
+        self.shared.inbound.inbox.close();
     }
 }
 
@@ -1234,10 +1325,10 @@ fn run_thread(weak: Weak<RepShared>, generation: u64) {
             return;
         };
         s.process_pending();
-        if s.inbox.len() == 0 {
-            let wake = s.wake.clone();
+        if s.inbound.inbox.len() == 0 {
+            let inbound = s.inbound.clone();
             drop(s);
-            wake.wait_blocking(Duration::from_millis(250));
+            inbound.wake.wait_blocking(Duration::from_millis(250));
         }
     }
 }
@@ -1247,21 +1338,18 @@ async fn run_task(weak: Weak<RepShared>, generation: u64) {
         let Some(s) = still(&weak, generation) else {
             return;
         };
-        while let Some((p, _)) = s.inbox.pop() {
-            if let Step::Run(p) = s.take(p) {
-                s.busy.store(true, Ordering::Relaxed);
-                s.run_async(p).await;
-                s.busy.store(false, Ordering::Relaxed);
-            }
+        while let Some(p) = s.next_request() {
+            s.run_async(p).await;
+            s.request_done();
             s.acknowledge_next();
             if still(&weak, generation).is_none() {
                 return;
             }
         }
         s.acknowledge_next();
-        let wake = s.wake.clone();
+        let inbound = s.inbound.clone();
         drop(s);
-        let _ = tokio::time::timeout(Duration::from_millis(250), wake.notified()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(250), inbound.wake.notified()).await;
     }
 }
 
@@ -1286,8 +1374,8 @@ async fn run_event_bridge(weak: Weak<RepShared>, generation: u64) {
                 0.0,
             );
         }
-        let wake = s.wake.clone();
+        let inbound = s.inbound.clone();
         drop(s);
-        let _ = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), inbound.wake.notified()).await;
     }
 }

@@ -346,3 +346,46 @@ fn close_in_thread_mode_waits_for_the_request_in_hand() {
     );
     assert!(!rep.is_busy());
 }
+
+/// A replier that is busy acknowledges no pre-request, even though pre-requests are
+/// now acknowledged on the connection's reader, apart from the thread that handles
+/// requests: the second call waits for a replier that is free, and gets one.
+#[test]
+fn a_busy_replier_acknowledges_no_pre_request() {
+    let (hub, addr) = hub();
+    let req = ReqChannel::new(&hub, "busy").unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = parking_lot::Mutex::new(released);
+    let a = ctx();
+    let busy = RepChannel::new(&a, "busy").unwrap();
+    busy.handle("who", move |(): ()| {
+        // Holds its thread until the test lets go (or gives up).
+        let _ = released.lock().recv_timeout(Duration::from_secs(30));
+        Ok::<_, String>("a")
+    });
+    busy.set_mode(RepMode::Thread);
+    a.connect(&addr, WAIT).unwrap();
+    wait_for("replier a", || hub.connection_count() == 1);
+    let first = req.call("who", ()).unwrap();
+    wait_for("replier a busy", || busy.is_busy());
+    // Only the busy replier hears this one's pre-requests for a while (they are
+    // repeated every 0.5 s): it must not take it.
+    let second = req.call("who", ()).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        second.replier(),
+        0,
+        "the busy replier acknowledged a request"
+    );
+    let b = ctx();
+    let free = RepChannel::new(&b, "busy").unwrap();
+    free.handle("who", |(): ()| Ok::<_, String>("b"));
+    free.set_mode(RepMode::Task);
+    b.connect(&addr, WAIT).unwrap();
+    let v: String = second.result_as(WAIT).unwrap();
+    assert_eq!(v, "b");
+    assert!(!first.done(), "the first call ended before it was let go");
+    release.send(()).unwrap();
+    let v: String = first.result_as(WAIT).unwrap();
+    assert_eq!(v, "a");
+}

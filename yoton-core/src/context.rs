@@ -58,6 +58,25 @@ pub trait SlotReceiver: Send + Sync + 'static {
             self.deposit(p, seq);
         }
     }
+
+    /// Whether [`SlotReceiver::after_deposit`] does anything; asked once, when the
+    /// receiver is registered. Default: false.
+    fn wants_after_deposit(&self) -> bool {
+        false
+    }
+
+    /// Packages were deposited here from one read; called after the context's lock
+    /// is released, on the task that read them, once per read. Unlike `deposit` it
+    /// may call into the context (send with `send_now`), but it must not block or
+    /// wait: the connection reads nothing meanwhile. Request/reply answers its
+    /// protocol messages here, without a hand-off to another task.
+    fn after_deposit(&self) {}
+}
+
+/// A registered receiver, with its answer to [`SlotReceiver::wants_after_deposit`].
+struct Receiver {
+    receiver: Arc<dyn SlotReceiver>,
+    after: bool,
 }
 
 /// A sending channel's hooks.
@@ -286,7 +305,7 @@ fn random_id() -> u64 {
 
 pub(crate) struct State {
     router: Router<Connection>,
-    receivers: IdMap<Arc<dyn SlotReceiver>>,
+    receivers: IdMap<Receiver>,
     senders: IdMap<Arc<dyn SlotSender>>,
     connections: Vec<Connection>,
     /// Each connection's send queue (under this lock, see [`crate::outbox`]).
@@ -438,7 +457,8 @@ impl Context {
                 direction: "receiving",
             });
         }
-        st.receivers.insert(slot, receiver);
+        let after = receiver.wants_after_deposit();
+        st.receivers.insert(slot, Receiver { receiver, after });
         Ok(SlotGuard {
             ctx: Arc::downgrade(&self.inner),
             slot,
@@ -1234,6 +1254,8 @@ impl ContextInner {
     pub(crate) fn receive(&self, link: LinkId, packages: &mut Vec<(Package, u64)>) {
         let mut context_messages: Vec<Package> = Vec::new();
         let mut after = AfterPush::default();
+        // Receivers to call `after_deposit` on once the lock is released.
+        let mut deposited: Vec<Arc<dyn SlotReceiver>> = Vec::new();
         {
             let mut st = self.state.lock();
             let st = &mut *st;
@@ -1270,12 +1292,15 @@ impl ContextInner {
             packages.truncate(kept);
             // Consecutive packages for one slot are handed over as one batch (one lock
             // and one wake-up of the channel); the receiver leaves it empty.
-            let flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
+            let mut flush = |run: &mut Vec<(Package, u64)>, slot: u64, st: &State| {
                 if run.is_empty() {
                     return;
                 }
                 if let Some(r) = st.receivers.get(&slot) {
-                    r.deposit_batch(run);
+                    r.receiver.deposit_batch(run);
+                    if r.after && !deposited.iter().any(|d| Arc::ptr_eq(d, &r.receiver)) {
+                        deposited.push(r.receiver.clone());
+                    }
                 }
                 run.clear();
             };
@@ -1305,6 +1330,9 @@ impl ContextInner {
         }
         // Forwarding never waits: only the writers are woken.
         after.wake();
+        for r in deposited {
+            r.after_deposit();
+        }
         for p in context_messages {
             self.context_message(&p);
         }

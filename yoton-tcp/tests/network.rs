@@ -412,3 +412,75 @@ fn publichost_resolves_or_names_the_host() {
         Err(e) => assert!(e.to_string().contains("host"), "{e}"),
     }
 }
+
+/// A receiver that answers from `after_deposit`: it runs once the context's lock is
+/// released, so it may send (here: a pong for every ping), once per read.
+#[test]
+fn a_receiver_may_send_from_after_deposit() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use yoton_core::{Context, SlotReceiver};
+
+    struct Echo {
+        ctx: Context,
+        got: std::sync::Mutex<Vec<Package>>,
+        deposits: AtomicUsize,
+        afters: AtomicUsize,
+    }
+    impl SlotReceiver for Echo {
+        fn deposit(&self, p: Package, _: u64) {
+            self.deposits.fetch_add(1, Ordering::SeqCst);
+            self.got.lock().unwrap().push(p);
+        }
+        fn wants_after_deposit(&self) -> bool {
+            true
+        }
+        fn after_deposit(&self) {
+            self.afters.fetch_add(1, Ordering::SeqCst);
+            let got = std::mem::take(&mut *self.got.lock().unwrap());
+            for p in got {
+                let pong = Package::new(slot_hash("pong"), p.payload).to(p.source_id, 0);
+                self.ctx.send_now(pong).unwrap();
+            }
+        }
+    }
+
+    let (a, b) = (ctx(), ctx());
+    let host = a.bind("127.0.0.1:0").unwrap();
+    let echo = Arc::new(Echo {
+        ctx: b.clone(),
+        got: std::sync::Mutex::new(Vec::new()),
+        deposits: AtomicUsize::new(0),
+        afters: AtomicUsize::new(0),
+    });
+    let _g = b
+        .register_receiver(slot_hash("ping"), "ping", echo.clone())
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _p = a
+        .register_receiver(
+            slot_hash("pong"),
+            "pong",
+            Arc::new(move |p: Package, _| {
+                let _ = tx.send(p.payload);
+            }),
+        )
+        .unwrap();
+    b.connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
+        .unwrap();
+    host.wait_connected(WAIT).unwrap();
+    for i in 0..100 {
+        a.send(text(slot_hash("ping"), &format!("{i}"))).unwrap();
+    }
+    for i in 0..100 {
+        let got = rx.recv_timeout(WAIT).expect("no pong");
+        assert_eq!(&got[..], format!("{i}").as_bytes());
+    }
+    let (deposits, afters) = (
+        echo.deposits.load(Ordering::SeqCst),
+        echo.afters.load(Ordering::SeqCst),
+    );
+    assert_eq!(deposits, 100);
+    assert!((1..=100).contains(&afters), "{afters} calls");
+    b.close();
+}
