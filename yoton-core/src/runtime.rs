@@ -2,7 +2,8 @@
 //! future on the context's runtime.
 //!
 //! Inside a tokio runtime the context uses that runtime. Outside one it starts a small
-//! runtime of its own (two worker threads), kept alive while any handle lives.
+//! multi-thread runtime of its own ([`crate::context::DEFAULT_IO_THREADS`] worker threads unless
+//! the builder says otherwise), kept alive while any handle lives.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,8 +31,10 @@ pub(crate) struct Rt {
 }
 
 impl Rt {
-    /// The current runtime, or a new one of our own.
-    pub(crate) fn current_or_new() -> Result<Rt> {
+    /// The current runtime, or a new one of our own with `workers` worker threads,
+    /// named `yoton-` and the low 32 bits of the context id in hex (`top -H` shows
+    /// which context a busy thread serves).
+    pub(crate) fn current_or_new(workers: usize, context_id: u64) -> Result<Rt> {
         if let Ok(handle) = Handle::try_current() {
             return Ok(Rt {
                 handle,
@@ -39,8 +42,8 @@ impl Rt {
             });
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("yoton")
+            .worker_threads(workers.max(1))
+            .thread_name(format!("yoton-{:08x}", context_id as u32))
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;

@@ -484,3 +484,54 @@ fn a_receiver_may_send_from_after_deposit() {
     assert!((1..=100).contains(&afters), "{afters} calls");
     b.close();
 }
+
+/// Threads of this process named after the context (its own runtime's workers).
+fn threads_of(ctx: &yoton_core::Context) -> usize {
+    let name = format!("yoton-{:08x}", ctx.id() as u32);
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// A context built outside a runtime starts `io_threads` workers (default one), and
+/// works over TCP with one as with several.
+#[test]
+fn io_threads_sets_the_workers_of_the_own_runtime() {
+    let one = ctx();
+    let three = yoton_core::Context::builder()
+        .transport(yoton_tcp::TcpTransport)
+        .io_threads(3)
+        .build()
+        .unwrap();
+    assert_eq!(
+        one.config().io_threads,
+        yoton_core::context::DEFAULT_IO_THREADS
+    );
+    // Workers name themselves as they start: poll a little.
+    let t0 = std::time::Instant::now();
+    let counts = || (threads_of(&one), threads_of(&three));
+    while counts() != (yoton_core::context::DEFAULT_IO_THREADS, 3) && t0.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(counts(), (yoton_core::context::DEFAULT_IO_THREADS, 3));
+    let slot = slot_hash("threads.txt.pub-sub");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _g = three
+        .register_receiver(
+            slot,
+            "threads",
+            std::sync::Arc::new(move |p: Package, _| {
+                let _ = tx.send(p.payload);
+            }),
+        )
+        .unwrap();
+    let host = one.bind("127.0.0.1:0").unwrap();
+    three
+        .connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
+        .unwrap();
+    host.wait_connected(WAIT).unwrap();
+    one.send(text(slot, "over")).unwrap();
+    assert_eq!(&rx.recv_timeout(WAIT).unwrap()[..], b"over");
+}
