@@ -77,6 +77,28 @@ impl Wake {
     }
 }
 
+/// Register one end of request/reply: it sends at `name.obj.<sends>` and `sink`
+/// receives at `name.obj.<receives>`.
+fn register_end(
+    ctx: &Context,
+    name: &str,
+    sends: &str,
+    receives: &str,
+    sink: impl SlotReceiver,
+) -> Result<Vec<SlotGuard>> {
+    let out = ctx.register_sender(
+        channel_slot(name, "obj", sends),
+        &format!("{name}.obj.{sends}"),
+        Arc::new(NoHooks),
+    )?;
+    let into = ctx.register_receiver(
+        channel_slot(name, "obj", receives),
+        &format!("{name}.obj.{receives}"),
+        Arc::new(sink),
+    )?;
+    Ok(vec![out, into])
+}
+
 // =================================================================== requester
 
 /// The requester's receiver. `req!` and replies are handled on the task that read
@@ -499,7 +521,6 @@ impl ReqChannel {
     /// A requester at slot `name` (`name.obj.req-rep`).
     pub fn new(ctx: &Context, name: &str) -> Result<Self> {
         let slot = channel_slot(name, "obj", "req-rep");
-        let in_slot = channel_slot(name, "obj", "rep-req");
         let shared = Arc::new(ReqShared {
             ctx: ctx.clone(),
             name: name.to_owned(),
@@ -514,13 +535,11 @@ impl ReqChannel {
             closed: AtomicBool::new(false),
             guards: Mutex::new(Vec::new()),
         });
-        let g1 = ctx.register_sender(slot, &format!("{name}.obj.req-rep"), Arc::new(NoHooks))?;
         let sink = ReqSink {
             inbox: Arc::downgrade(&shared.inbox),
             shared: Arc::downgrade(&shared),
         };
-        let g2 = ctx.register_receiver(in_slot, &format!("{name}.obj.rep-req"), Arc::new(sink))?;
-        shared.guards.lock().extend([g1, g2]);
+        *shared.guards.lock() = register_end(ctx, name, "req-rep", "rep-req", sink)?;
         ctx.runtime()
             .spawn(drive_requester(Arc::downgrade(&shared)));
         Ok(ReqChannel { shared })
@@ -1145,7 +1164,6 @@ impl RepChannel {
     /// A replier at slot `name` (it receives on `name.obj.req-rep`). Mode: off.
     pub fn new(ctx: &Context, name: &str) -> Result<Self> {
         let slot = channel_slot(name, "obj", "rep-req");
-        let in_slot = channel_slot(name, "obj", "req-rep");
         let shared = Arc::new(RepShared {
             ctx: ctx.clone(),
             name: name.to_owned(),
@@ -1161,13 +1179,11 @@ impl RepChannel {
             busy: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
-        let g1 = ctx.register_sender(slot, &format!("{name}.obj.rep-req"), Arc::new(NoHooks))?;
         let sink = RepSink {
             inbound: Arc::downgrade(&shared.inbound),
             shared: Arc::downgrade(&shared),
         };
-        let g2 = ctx.register_receiver(in_slot, &format!("{name}.obj.req-rep"), Arc::new(sink))?;
-        shared.guards.lock().extend([g1, g2]);
+        *shared.guards.lock() = register_end(ctx, name, "rep-req", "req-rep", sink)?;
         Ok(RepChannel { shared })
     }
 

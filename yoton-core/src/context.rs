@@ -139,8 +139,9 @@ pub struct Config {
     /// Start-up queue length (default 10,000; the oldest is dropped when full).
     pub startup_queue: usize,
     /// Per-connection send queue length (packages) above which senders wait
-    /// (default [`DEFAULT_SEND_QUEUE`]). At [`HARD_LIMIT_FACTOR`](crate::connection::HARD_LIMIT_FACTOR)
-    /// times this, further packages are discarded and counted.
+    /// (default [`DEFAULT_SEND_QUEUE`]). At
+    /// [`HARD_LIMIT_FACTOR`](crate::connection::HARD_LIMIT_FACTOR) times this, further
+    /// packages are discarded and counted.
     pub send_queue: usize,
     /// Per-connection send queue size (payload bytes) above which senders wait
     /// (default 16 MiB). Beyond [`HARD_LIMIT_FACTOR`](crate::connection::HARD_LIMIT_FACTOR)

@@ -2,8 +2,8 @@
 //! future on the context's runtime.
 //!
 //! Inside a tokio runtime the context uses that runtime. Outside one it starts a small
-//! multi-thread runtime of its own ([`crate::context::DEFAULT_IO_THREADS`] worker threads unless
-//! the builder says otherwise), kept alive while any handle lives.
+//! multi-thread runtime of its own ([`crate::context::DEFAULT_IO_THREADS`] worker
+//! threads unless the builder says otherwise), kept alive while any handle lives.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -330,21 +330,34 @@ async fn a_closed_listener_ends_waiting_accepts_and_keeps_its_connections() {
     assert!(conn.is_connected());
 }
 
-#[test]
-fn blocking_api_from_a_plain_thread() {
-    let (a, b) = (ctx(), ctx());
-    let host = a.bind("127.0.0.1:0").unwrap();
-    let slot = slot_hash("plain.txt.pub-sub");
+/// Register a receiver at `slot` of `ctx` that passes each payload to the channel.
+fn payloads_of(
+    ctx: &yoton_core::Context,
+    slot: u64,
+    name: &str,
+) -> (
+    yoton_core::SlotGuard,
+    std::sync::mpsc::Receiver<bytes::Bytes>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let _g = b
+    let guard = ctx
         .register_receiver(
             slot,
-            "plain",
+            name,
             std::sync::Arc::new(move |p: Package, _| {
                 let _ = tx.send(p.payload);
             }),
         )
         .unwrap();
+    (guard, rx)
+}
+
+#[test]
+fn blocking_api_from_a_plain_thread() {
+    let (a, b) = (ctx(), ctx());
+    let host = a.bind("127.0.0.1:0").unwrap();
+    let slot = slot_hash("plain.txt.pub-sub");
+    let (_g, rx) = payloads_of(&b, slot, "plain");
     b.connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
         .unwrap();
     host.wait_connected(WAIT).unwrap();
@@ -456,16 +469,7 @@ fn a_receiver_may_send_from_after_deposit() {
     let _g = b
         .register_receiver(slot_hash("ping"), "ping", echo.clone())
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _p = a
-        .register_receiver(
-            slot_hash("pong"),
-            "pong",
-            Arc::new(move |p: Package, _| {
-                let _ = tx.send(p.payload);
-            }),
-        )
-        .unwrap();
+    let (_p, rx) = payloads_of(&a, slot_hash("pong"), "pong");
     b.connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
         .unwrap();
     host.wait_connected(WAIT).unwrap();
@@ -517,16 +521,7 @@ fn io_threads_sets_the_workers_of_the_own_runtime() {
     }
     assert_eq!(counts(), (yoton_core::context::DEFAULT_IO_THREADS, 3));
     let slot = slot_hash("threads.txt.pub-sub");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _g = three
-        .register_receiver(
-            slot,
-            "threads",
-            std::sync::Arc::new(move |p: Package, _| {
-                let _ = tx.send(p.payload);
-            }),
-        )
-        .unwrap();
+    let (_g, rx) = payloads_of(&three, slot, "threads");
     let host = one.bind("127.0.0.1:0").unwrap();
     three
         .connect(&format!("127.0.0.1:{}", host.local().port), WAIT)
