@@ -76,6 +76,7 @@ impl Package {
     }
 
     /// The header of this package as it goes on the wire.
+    #[inline]
     pub fn header(&self) -> [u8; HEADER_SIZE] {
         Header {
             slot: self.slot,
@@ -109,11 +110,13 @@ pub struct Header {
 impl Header {
     /// Whether this is the goodbye signal: an empty package with source_seq 1 (on any
     /// slot, as the reference reads it). Every transport asks this one predicate.
+    #[inline]
     pub fn is_goodbye(&self) -> bool {
         self.length == 0 && self.source_seq == 1
     }
 
     /// Encode, control word first.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
         let mut out = [0u8; HEADER_SIZE];
         let fields = [
@@ -132,6 +135,7 @@ impl Header {
     }
 
     /// Decode 56 bytes. Returns the control word found when it is not [`CONTROL`].
+    #[inline]
     pub fn from_bytes(bytes: &[u8; HEADER_SIZE]) -> Result<Header, u64> {
         let mut fields = [0u64; 7];
         for (field, chunk) in fields.iter_mut().zip(bytes.chunks_exact(8)) {
@@ -199,6 +203,7 @@ fn signal_header(seq: u64) -> [u8; HEADER_SIZE] {
 /// Interpret a header plus payload as a frame. Empty payloads are signals: source_seq 1
 /// is goodbye, anything else (0 is the heartbeat) counts as a heartbeat, as in the
 /// reference, which discards other empty packages.
+#[inline]
 pub fn frame_from_parts(h: Header, payload: Bytes) -> Frame {
     if h.is_goodbye() {
         Frame::Goodbye
