@@ -50,6 +50,7 @@ pub mod link;
 pub mod messages;
 mod outbox;
 pub mod package;
+pub mod pool;
 pub mod readbuf;
 pub mod router;
 mod runtime;

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use crate::connection::Connection;
 use crate::link::Outgoing;
 use crate::package::{Frame, HEADER_SIZE};
+use crate::pool::BufferPool;
 use crate::router::LinkId;
 use crate::stream::COPY_THRESHOLD;
 
@@ -174,6 +175,9 @@ pub(crate) struct Queue {
     /// here, in the sender's thread, so the writer only hands bytes to the link and
     /// a payload is freed by the thread that made it).
     open: BytesMut,
+    /// Where the runs come from: the writer drops a run once it is written, and the
+    /// pool hands its memory out again (no fresh pages for every 64 KiB sent).
+    runs: BufferPool,
     /// Entries (packages and signals) queued and not yet taken by the writer.
     queued: usize,
     /// Entries taken by the writer and not yet written.
@@ -201,6 +205,7 @@ impl Queue {
             hard: limits.hard(),
             items: VecDeque::new(),
             open: BytesMut::new(),
+            runs: BufferPool::new(OPEN_RUN_CHUNK, KEEP_RUNS),
             queued: 0,
             in_flight: 0,
             bytes: 0,
@@ -268,7 +273,7 @@ impl Queue {
             // A full run goes to the writer as it is and a new one starts: growing
             // it would copy everything in it (the writer takes several runs at once).
             self.close_run();
-            self.open.reserve(need.max(OPEN_RUN_CHUNK));
+            self.open = self.runs.take(need);
         }
         self.open.extend_from_slice(header);
         self.open.extend_from_slice(payload);
@@ -307,6 +312,10 @@ impl Queue {
 
 /// Room reserved at a time for the open run of encoded packages.
 const OPEN_RUN_CHUNK: usize = 64 * 1024;
+
+/// Runs kept for reuse (the writer holds the runs of one batch while it writes; a
+/// queue that stops sending keeps at most this many allocated).
+const KEEP_RUNS: usize = 12;
 
 #[cfg(test)]
 mod tests {
@@ -376,6 +385,44 @@ mod tests {
         // Written: only the entry queued since is left, and the writer hears of it.
         assert!(q.wrote());
         assert_eq!((q.len(), q.bytes, q.written, q.pushed), (1, 10, 6, 7));
+    }
+
+    #[test]
+    fn a_written_run_is_filled_again_instead_of_fresh_memory() {
+        let mut q = Queue::new(QueueLimits {
+            packages: 1 << 20,
+            bytes: 1 << 30,
+        });
+        let header = Package::new(1, vec![0u8; 64]).header();
+        // Enough packages for two full runs and the start of a third.
+        let per_run = OPEN_RUN_CHUNK / (HEADER_SIZE + 64);
+        let send_and_write = |q: &mut Queue| {
+            for _ in 0..2 * per_run + 1 {
+                q.push_encoded(&header, &[5u8; 64]);
+            }
+            let mut batch = Vec::new();
+            q.take(&mut batch);
+            q.wrote();
+            batch
+                .iter()
+                .map(|o| match o {
+                    Outgoing::Encoded(b) => b.as_ptr() as usize,
+                    Outgoing::Frame(_) => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = send_and_write(&mut q);
+        assert_eq!(first.len(), 3);
+        // Dropped by the writer (the batch above is gone). Memory freed now would
+        // go to these allocations of the same size; the pool keeps its runs, so the
+        // next runs are the same memory again.
+        let soak: Vec<Vec<u8>> = (0..4).map(|_| vec![1u8; OPEN_RUN_CHUNK]).collect();
+        let second = send_and_write(&mut q);
+        drop(soak);
+        assert!(
+            second.iter().any(|at| first.contains(at)),
+            "{first:x?} then {second:x?}"
+        );
     }
 
     #[test]
