@@ -585,9 +585,9 @@ impl<M: MessageType> SubChannel<M> {
     pub fn recv_all(&self) -> Vec<M::Message> {
         let mut all = self.shared.inbox.take_all();
         self.shared.check_queue_status();
-        // The spinner only keeps whether the last message was large.
+        // The spinner keeps whether the last message was large or the batch long.
         if let Some((p, _)) = all.back() {
-            self.shared.spinner.saw(p.payload.len());
+            self.shared.spinner.saw_batch(all.len(), p.payload.len());
         }
         let mut messages = Vec::with_capacity(all.len());
         messages.extend(all.drain(..).filter_map(|(p, _)| self.decode_payload(p)));

@@ -7,8 +7,10 @@
 //! keeps its CPU busy for up to [`BLOCKING_SPIN`] first, yielding it to any other
 //! thread that wants it. So a subscriber spins only while it pays: not after a message
 //! above 64 KiB (a stream of large messages is bound by copying, and a spinning
-//! receiver took a fifth of the 1 MiB throughput of W2 on 2 cores), and after three
-//! spins in a row that ended without a message only every 16th wait spins.
+//! receiver took a fifth of the 1 MiB throughput of W2 on 2 cores), not after a
+//! batch of more than [`SPIN_MAX_BATCH`] messages (a stream of small ones: its next
+//! batch is worth a wake-up, and the CPU a spin burns is the sender's on 2 cores), and
+//! after three spins in a row that ended without a message only every 16th wait spins.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -25,19 +27,33 @@ const RETRY_EVERY: u32 = 16;
 /// After a message larger than this, a channel does not spin.
 pub(crate) const SPIN_MAX_MESSAGE: usize = 64 * 1024;
 
+/// After a batch of more messages than this (taken at once), a channel does not spin
+/// until it takes a message on its own again.
+pub(crate) const SPIN_MAX_BATCH: usize = 16;
+
 /// The spinning of one channel: [`spin`] while it pays off.
 #[derive(Debug, Default)]
 pub(crate) struct Spinner {
     misses: AtomicU32,
     waits: AtomicU32,
-    /// The last message was larger than [`SPIN_MAX_MESSAGE`].
+    /// The last message was larger than [`SPIN_MAX_MESSAGE`], or the last batch
+    /// longer than [`SPIN_MAX_BATCH`].
     large: AtomicBool,
 }
 
 impl Spinner {
     /// A message of `len` bytes was received.
     pub(crate) fn saw(&self, len: usize) {
-        let large = len > SPIN_MAX_MESSAGE;
+        self.saw_batch(1, len);
+    }
+
+    /// `n` messages were taken at once, the last of `last_len` bytes (nothing changes
+    /// when `n` is 0).
+    pub(crate) fn saw_batch(&self, n: usize, last_len: usize) {
+        if n == 0 {
+            return;
+        }
+        let large = last_len > SPIN_MAX_MESSAGE || n > SPIN_MAX_BATCH;
         if self.large.load(Ordering::Relaxed) != large {
             self.large.store(large, Ordering::Relaxed);
         }
@@ -155,6 +171,12 @@ mod tests {
         assert_eq!(wait(true), (false, false), "no spin after a large message");
         s.saw(10);
         assert_eq!(wait(true), (true, true));
+        s.saw_batch(SPIN_MAX_BATCH + 1, 10);
+        assert_eq!(wait(true), (false, false), "no spin after a long batch");
+        s.saw_batch(0, 10);
+        assert_eq!(wait(true), (false, false), "an empty batch changes nothing");
+        s.saw_batch(SPIN_MAX_BATCH, 10);
+        assert_eq!(wait(true), (true, true), "a short batch spins again");
     }
 
     #[test]
