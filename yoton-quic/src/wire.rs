@@ -322,6 +322,12 @@ impl Drop for InFlight {
     }
 }
 
+fn more_than_announced(length: u64) -> LinkError {
+    LinkError::Other(format!(
+        "Lost track of the stream: a package stream carries more than the {length} payload bytes its header announces"
+    ))
+}
+
 /// Read one large package (header + payload, then the end of the stream).
 async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Option<LinkError>> {
     let mut head = [0u8; HEADER_SIZE];
@@ -343,39 +349,42 @@ async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Opt
         ));
     }
     let total = HEADER_SIZE.saturating_add(usize::try_from(h.length).unwrap_or(usize::MAX));
-    let mut buf: Vec<u8> = Vec::with_capacity(total.min(HEADER_SIZE + GROW_CHUNK));
+    let mut buf = BytesMut::with_capacity(total.min(HEADER_SIZE + GROW_CHUNK));
     buf.extend_from_slice(&head);
-    let mut filled = HEADER_SIZE;
-    while filled < total {
-        if filled == buf.len() {
-            // Grow with what arrived (at least doubling), never beyond the announced size.
-            let add = (total - filled).min(filled.max(GROW_CHUNK));
-            buf.reserve_exact(add);
-            buf.resize(filled + add, 0);
-        }
-        let Some(space) = buf.get_mut(filled..) else {
-            break;
-        };
-        match recv.read(space).await {
-            Ok(Some(n)) => filled += n,
+    // quinn's chunks are slices of its datagrams, many per call: one copy each, into
+    // room that was never zeroed (reading into a zero-filled buffer cost a memset of
+    // every byte).
+    let mut chunks: [Bytes; READ_CHUNKS] = Default::default();
+    while buf.len() < total {
+        let n = match recv.read_chunks(&mut chunks).await {
+            Ok(Some(n)) => n,
             Ok(None) => {
                 return Err(Some(LinkError::Other(format!(
                     "Lost track of the stream: the header announces {} payload bytes, the stream carries {}",
                     h.length,
-                    filled - HEADER_SIZE
+                    buf.len() - HEADER_SIZE
                 ))))
             }
             Err(e) => return Err(read_error(e)),
+        };
+        for c in chunks.iter_mut().take(n) {
+            let filled = buf.len();
+            if c.len() > total - filled {
+                return Err(Some(more_than_announced(h.length)));
+            }
+            if buf.capacity() - filled < c.len() {
+                // Grow with what arrived (at least doubling), never beyond the
+                // announced size.
+                buf.reserve((total - filled).min(filled.max(GROW_CHUNK)));
+            }
+            buf.extend_from_slice(c);
+            *c = Bytes::new();
         }
     }
-    buf.truncate(filled);
     let mut probe = [0u8; 1];
     match recv.read(&mut probe).await {
-        Ok(None) => Ok(Bytes::from(buf)),
-        Ok(Some(_)) => Err(Some(LinkError::Other(format!(
-            "Lost track of the stream: a package stream carries more than the {} payload bytes its header announces",
-            h.length
-        )))),
+        Ok(None) => Ok(buf.freeze()),
+        Ok(Some(_)) => Err(Some(more_than_announced(h.length))),
         Err(e) => Err(read_error(e)),
     }
 }

@@ -95,3 +95,47 @@ async fn an_oversized_announcement_is_refused_before_any_payload() {
     assert!(reason.contains("1099511627776"), "{reason}");
     drop(m);
 }
+
+/// Send one large package (on a stream of its own) whose header announces
+/// `announced` payload bytes while `carried` follow, and return the host's reason
+/// for closing.
+async fn large_package_with(announced: u64, carried: usize, id: u64) -> String {
+    let (server, client) = pinned_pair();
+    let a = ctx_with(server);
+    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
+    let mut m = raw(&client, &host.name()).await;
+    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
+    p[48..56].copy_from_slice(&announced.to_le_bytes());
+    let mut bytes = p.to_vec();
+    bytes.extend((0..carried).map(|i| i as u8));
+    m.writer
+        .send(vec![
+            Whole(Bytes::from(Hello { id, pid: 1 }.line())),
+            Whole(Bytes::from(bytes)),
+        ])
+        .await
+        .unwrap();
+    let reason = host.wait_closed_async(WAIT).await.unwrap();
+    drop(m);
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_stream_longer_than_its_header_says_loses_track() {
+    let reason = large_package_with(200_000, 200_010, 80).await;
+    assert!(
+        reason.starts_with("Lost track of the stream")
+            && reason.contains("carries more than the 200000"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_stream_shorter_than_its_header_says_loses_track() {
+    let reason = large_package_with(200_000, 199_990, 81).await;
+    assert!(
+        reason.starts_with("Lost track of the stream")
+            && reason.contains("announces 200000 payload bytes, the stream carries 199990"),
+        "{reason}"
+    );
+}
