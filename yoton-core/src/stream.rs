@@ -125,9 +125,11 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
                 return Ok(());
             }
             self.buf.make_room();
-            if self.io.read_buf(self.buf.buf()).await? == 0 {
+            let n = self.io.read_buf(self.buf.buf()).await?;
+            if n == 0 {
                 return Err(LinkError::Eof);
             }
+            self.buf.read(n);
         }
     }
 

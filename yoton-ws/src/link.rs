@@ -137,6 +137,7 @@ impl WsReader {
         if n == 0 {
             return Err(LinkError::Eof);
         }
+        self.buf.read(n);
         if let Some(left) = self.budget {
             self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
                 LinkError::Other(format!(
