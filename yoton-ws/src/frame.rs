@@ -157,26 +157,49 @@ const MASK_BLOCK: usize = 64;
 const STAGED: usize = 4 * 1024;
 const _: () = assert!(STAGED % MASK_BLOCK == 0);
 
+/// The key as it lines up with payload byte `offset`, as a little-endian word.
+fn mask_word(key: [u8; 4], offset: usize) -> u32 {
+    u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32)
+}
+
 /// The key repeated over one block, lined up with payload byte `offset`.
 fn mask_pattern(key: [u8; 4], offset: usize) -> [u8; MASK_BLOCK] {
-    let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
+    let word = mask_word(key, offset).to_le_bytes();
     let mut pattern = [0u8; MASK_BLOCK];
     for c in pattern.chunks_exact_mut(4) {
-        c.copy_from_slice(&word.to_le_bytes());
+        c.copy_from_slice(&word);
     }
     pattern
 }
 
-/// XOR `data` with the masking key, `data` starting at byte `offset` of the payload.
+/// XOR `data` with the masking key, `data` starting at byte `offset` of the payload:
+/// 64-byte blocks, then 8-byte words, then single bytes (blocks and words keep the
+/// key lined up).
 pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
-    let pattern = mask_pattern(key, offset);
-    let mut blocks = data.chunks_exact_mut(MASK_BLOCK);
-    for block in &mut blocks {
-        for (b, k) in block.iter_mut().zip(&pattern) {
-            *b ^= k;
+    let mut rest = data;
+    if rest.len() >= MASK_BLOCK {
+        let pattern = mask_pattern(key, offset);
+        let mut blocks = rest.chunks_exact_mut(MASK_BLOCK);
+        for block in &mut blocks {
+            for (b, k) in block.iter_mut().zip(&pattern) {
+                *b ^= k;
+            }
         }
+        rest = blocks.into_remainder();
     }
-    for (b, k) in blocks.into_remainder().iter_mut().zip(&pattern) {
+    let word = mask_word(key, offset);
+    let wide = u64::from(word) | (u64::from(word) << 32);
+    let mut words = rest.chunks_exact_mut(8);
+    for c in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_le_bytes(w) ^ wide).to_le_bytes());
+    }
+    for (b, k) in words
+        .into_remainder()
+        .iter_mut()
+        .zip(word.to_le_bytes().into_iter().cycle())
+    {
         *b ^= k;
     }
 }
