@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::codec::PackageCodec;
+use crate::codec::{PackageCodec, CALLER_ROOM};
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
 use crate::package::{Frame, HEADER_SIZE};
@@ -130,6 +130,9 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
                 return Err(LinkError::Eof);
             }
             self.buf.read(n);
+            if self.codec.partial_payload_len() > CALLER_ROOM as u64 {
+                self.buf.in_large_frame();
+            }
         }
     }
 

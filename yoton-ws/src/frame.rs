@@ -268,6 +268,12 @@ impl Deframer {
         self.max = max;
     }
 
+    /// Whether `buf` starts with a frame large enough for an allocation of its own
+    /// (see [`RESERVE_ABOVE`]).
+    pub(crate) fn large_frame_ahead(&self, buf: &[u8]) -> bool {
+        matches!(parse_header(buf), Ok(Some(h)) if h.len > RESERVE_ABOVE as u64)
+    }
+
     /// Bytes of a fragmented message held so far.
     pub(crate) fn partial_len(&self) -> usize {
         self.partial.as_ref().map_or(0, BytesMut::len)

@@ -138,6 +138,9 @@ impl WsReader {
             return Err(LinkError::Eof);
         }
         self.buf.read(n);
+        if self.deframer.large_frame_ahead(self.buf.buf()) {
+            self.buf.in_large_frame();
+        }
         if let Some(left) = self.budget {
             self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
                 LinkError::Other(format!(
