@@ -61,8 +61,6 @@ pub struct ReadBuffer {
     buf: BytesMut,
     pool: BufferPool,
     stream_pool: BufferPool,
-    /// The room [`ReadBuffer::make_room`] left for the next read.
-    room: usize,
     /// The last read says the stream streams (see [`STREAM_BUFFER`]).
     streaming: bool,
 }
@@ -75,7 +73,6 @@ impl ReadBuffer {
             // The current buffer is the newest of its pool's.
             pool: BufferPool::new(READ_BUFFER, KEEP + 1),
             stream_pool: BufferPool::new(STREAM_BUFFER, KEEP_STREAM + 1),
-            room: 0,
             streaming: false,
         }
     }
@@ -100,7 +97,7 @@ impl ReadBuffer {
     /// a new one.
     ///
     /// The next buffer is a large one while the stream streams (tell it
-    /// [`ReadBuffer::read`] after each read).
+    /// [`ReadBuffer::read`] of each read).
     pub fn make_room(&mut self) {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             let pool = if self.streaming {
@@ -112,26 +109,23 @@ impl ReadBuffer {
             next.extend_from_slice(&self.buf);
             self.buf = next;
         }
-        self.room = self.buf.capacity() - self.buf.len();
     }
 
-    /// A read after [`ReadBuffer::make_room`] brought `n` bytes: one that filled its
-    /// room or brought a small buffer's worth says the stream streams.
-    pub fn read(&mut self, n: usize) {
-        self.streaming = n >= self.room.min(READ_BUFFER);
-    }
-
-    /// The bytes just read belong to a frame that has an allocation of its own (one
-    /// too large for a pooled buffer): the next buffer is a small one whatever the
-    /// read said, as the start of the next large frame read into it is copied over
-    /// to that frame's allocation (with 256 KiB buffers, a stream of 1 MiB messages
-    /// copied a quarter of every payload once more, and lost 15 % of its rate).
-    pub fn in_large_frame(&mut self) {
-        self.streaming = false;
+    /// A read after [`ReadBuffer::make_room`] brought `n` bytes (call it before
+    /// decoding): one that filled the buffer or brought a small buffer's worth says
+    /// the stream streams, unless `in_large_frame`: the bytes belong to a frame with
+    /// an allocation of its own (too large for a pooled buffer). The start of the next
+    /// large frame read into a large buffer would be copied over to that frame's
+    /// allocation (with 256 KiB buffers, a stream of 1 MiB messages copied a quarter
+    /// of every payload once more and lost 15 % of its rate).
+    pub fn read(&mut self, n: usize, in_large_frame: bool) {
+        let filled = self.buf.len() == self.buf.capacity();
+        self.streaming = !in_large_frame && (filled || n >= READ_BUFFER);
     }
 
     /// Whether the last read said the stream streams (the next new buffer is large).
-    pub fn is_streaming(&self) -> bool {
+    #[cfg(test)]
+    fn is_streaming(&self) -> bool {
         self.streaming
     }
 }
@@ -177,19 +171,19 @@ mod tests {
         assert_eq!(rb.buf().capacity(), READ_BUFFER);
         // A read that fills its room: the next buffer is large.
         drop(fill_and_take(&mut rb, 0));
-        rb.read(READ_BUFFER);
+        rb.read(READ_BUFFER, false);
         assert!(rb.is_streaming());
         rb.make_room();
         assert_eq!(rb.buf().capacity(), STREAM_BUFFER);
         // Reads of a small buffer's worth keep it so.
         rb.buf().extend_from_slice(&vec![1u8; READ_BUFFER]);
-        rb.read(READ_BUFFER);
+        rb.read(READ_BUFFER, false);
         assert!(rb.is_streaming());
         drop(rb.buf().split().freeze());
         // A short read (the socket held little): small buffers again.
         rb.make_room();
         rb.buf().extend_from_slice(&[2u8; 100]);
-        rb.read(100);
+        rb.read(100, false);
         assert!(!rb.is_streaming());
         let room = rb.buf().capacity() - rb.len();
         rb.buf().extend_from_slice(&vec![3u8; room]);
@@ -198,8 +192,7 @@ mod tests {
         assert_eq!(rb.buf().capacity(), READ_BUFFER);
         // A read that fills its room but belongs to a large frame: small buffers.
         drop(fill_and_take(&mut rb, 0));
-        rb.read(READ_BUFFER);
-        rb.in_large_frame();
+        rb.read(READ_BUFFER, true);
         assert!(!rb.is_streaming());
         rb.make_room();
         assert_eq!(rb.buf().capacity(), READ_BUFFER);

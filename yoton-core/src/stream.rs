@@ -129,10 +129,8 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
             if n == 0 {
                 return Err(LinkError::Eof);
             }
-            self.buf.read(n);
-            if self.codec.partial_payload_len() > CALLER_ROOM as u64 {
-                self.buf.in_large_frame();
-            }
+            self.buf
+                .read(n, self.codec.partial_payload_len() > CALLER_ROOM as u64);
         }
     }
 

@@ -137,10 +137,8 @@ impl WsReader {
         if n == 0 {
             return Err(LinkError::Eof);
         }
-        self.buf.read(n);
-        if self.deframer.large_frame_ahead(self.buf.buf()) {
-            self.buf.in_large_frame();
-        }
+        let in_large_frame = self.deframer.large_frame_ahead(self.buf.buf());
+        self.buf.read(n, in_large_frame);
         if let Some(left) = self.budget {
             self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
                 LinkError::Other(format!(
