@@ -152,33 +152,18 @@ pub(crate) fn put_header(
 /// Bytes masked per step: a block the compiler turns into vector XORs.
 const MASK_BLOCK: usize = 64;
 
-/// [`extend_masked`] masks parts of at least this size into a staging buffer this
-/// big (a multiple of the block, so every piece starts lined up with the key).
-const STAGED: usize = 4 * 1024;
-const _: () = assert!(STAGED % MASK_BLOCK == 0);
-
-/// The key as it lines up with payload byte `offset`, as a little-endian word.
-fn mask_word(key: [u8; 4], offset: usize) -> u32 {
-    u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32)
-}
-
-/// The key repeated over one block, lined up with payload byte `offset`.
-fn mask_pattern(key: [u8; 4], offset: usize) -> [u8; MASK_BLOCK] {
-    let word = mask_word(key, offset).to_le_bytes();
-    let mut pattern = [0u8; MASK_BLOCK];
-    for c in pattern.chunks_exact_mut(4) {
-        c.copy_from_slice(&word);
-    }
-    pattern
-}
-
 /// XOR `data` with the masking key, `data` starting at byte `offset` of the payload:
 /// 64-byte blocks, then 8-byte words, then single bytes (blocks and words keep the
 /// key lined up).
 pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
+    // The key as it lines up with `data`: rotated by the offset.
+    let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
     let mut rest = data;
     if rest.len() >= MASK_BLOCK {
-        let pattern = mask_pattern(key, offset);
+        let mut pattern = [0u8; MASK_BLOCK];
+        for c in pattern.chunks_exact_mut(4) {
+            c.copy_from_slice(&word.to_le_bytes());
+        }
         let mut blocks = rest.chunks_exact_mut(MASK_BLOCK);
         for block in &mut blocks {
             for (b, k) in block.iter_mut().zip(&pattern) {
@@ -187,7 +172,6 @@ pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
         }
         rest = blocks.into_remainder();
     }
-    let word = mask_word(key, offset);
     let wide = u64::from(word) | (u64::from(word) << 32);
     let mut words = rest.chunks_exact_mut(8);
     for c in &mut words {
@@ -201,46 +185,6 @@ pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
         .zip(word.to_le_bytes().into_iter().cycle())
     {
         *b ^= k;
-    }
-}
-
-/// Append `src` masked with the key to `dst`, `src` starting at byte `offset` of the
-/// payload: one pass over `src` (masked a few KiB at a time into a buffer that stays
-/// in the L1 cache), where copying it into `dst` and masking it there took two.
-pub(crate) fn extend_masked(dst: &mut BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
-    if src.len() < STAGED {
-        // A small part: it is in the cache either way.
-        let at = dst.len();
-        dst.extend_from_slice(src);
-        if let Some(added) = dst.get_mut(at..) {
-            apply_mask(added, key, offset);
-        }
-        return;
-    }
-    let pattern = mask_pattern(key, offset);
-    let mut staged = [0u8; STAGED];
-    dst.reserve(src.len());
-    for piece in src.chunks(staged.len()) {
-        // Pieces are at most the staging size: never None.
-        let Some(out) = staged.get_mut(..piece.len()) else {
-            break;
-        };
-        let mut outs = out.chunks_exact_mut(MASK_BLOCK);
-        let mut ins = piece.chunks_exact(MASK_BLOCK);
-        for (o, i) in (&mut outs).zip(&mut ins) {
-            for ((o, i), k) in o.iter_mut().zip(i).zip(&pattern) {
-                *o = i ^ k;
-            }
-        }
-        for ((o, i), k) in outs
-            .into_remainder()
-            .iter_mut()
-            .zip(ins.remainder())
-            .zip(&pattern)
-        {
-            *o = i ^ k;
-        }
-        dst.extend_from_slice(out);
     }
 }
 
@@ -456,30 +400,13 @@ mod tests {
     }
 
     #[test]
-    fn masked_appending_at_any_offset_matches_byte_by_byte() {
+    fn masking_at_any_offset_matches_byte_by_byte() {
         let key = [1, 2, 3, 250];
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         for offset in 0..8 {
-            for len in [0, 1, 63, 64, 65, 4095, 4096, 4097, 10_000] {
-                let mut out = BytesMut::from(&b"before"[..]);
-                extend_masked(&mut out, &data[..len], key, offset);
-                let slow: Vec<u8> = data[..len]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ key[(i + offset) % 4])
-                    .collect();
-                assert_eq!(&out[..6], b"before");
-                assert_eq!(&out[6..], &slow[..], "offset {offset} len {len}");
-            }
-        }
-    }
-
-    #[test]
-    fn masking_at_any_offset_matches_byte_by_byte() {
-        let key = [1, 2, 3, 250];
-        let data: Vec<u8> = (0..200u8).collect();
-        for offset in 0..8 {
-            for len in [0, 1, 7, 8, 9, 63, 64, 65, 100, 200] {
+            for len in [
+                0, 1, 7, 8, 9, 63, 64, 65, 100, 200, 4095, 4096, 4097, 10_000,
+            ] {
                 let mut fast = data[..len].to_vec();
                 apply_mask(&mut fast, key, offset);
                 let slow: Vec<u8> = data[..len]

@@ -19,7 +19,7 @@ use yoton_core::readbuf::ReadBuffer;
 use yoton_core::stream::{write_segments, BoxRead, BoxWrite, COPY_THRESHOLD};
 use yoton_core::{Endpoint, LinkError};
 
-use crate::frame::{close_body, extend_masked, op, put_header, Deframer, Event, FrameError, Side};
+use crate::frame::{apply_mask, close_body, op, put_header, Deframer, Event, FrameError, Side};
 use crate::io::{Io, PRE_HANDSHAKE_BUDGET};
 
 /// Reason sent in the close frame after a goodbye.
@@ -266,7 +266,11 @@ impl WsWriter {
         let mut offset = 0;
         for p in parts {
             for piece in p.chunks(MASK_CHUNK) {
-                extend_masked(&mut self.batch, piece, key, offset);
+                let at = self.batch.len();
+                self.batch.extend_from_slice(piece);
+                if let Some(added) = self.batch.get_mut(at..) {
+                    apply_mask(added, key, offset);
+                }
                 offset += piece.len();
                 if self.batch.len() >= WRITE_AT {
                     self.write().await?;
