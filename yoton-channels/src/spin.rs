@@ -36,9 +36,9 @@ pub(crate) const SPIN_MAX_BATCH: usize = 16;
 pub(crate) struct Spinner {
     misses: AtomicU32,
     waits: AtomicU32,
-    /// The last message was larger than [`SPIN_MAX_MESSAGE`], or the last batch
-    /// longer than [`SPIN_MAX_BATCH`].
-    large: AtomicBool,
+    /// Do not spin: the last message was larger than [`SPIN_MAX_MESSAGE`], or the
+    /// last batch longer than [`SPIN_MAX_BATCH`].
+    skip: AtomicBool,
 }
 
 impl Spinner {
@@ -53,19 +53,19 @@ impl Spinner {
         if n == 0 {
             return;
         }
-        let large = last_len > SPIN_MAX_MESSAGE || n > SPIN_MAX_BATCH;
-        if self.large.load(Ordering::Relaxed) != large {
-            self.large.store(large, Ordering::Relaxed);
+        let skip = last_len > SPIN_MAX_MESSAGE || n > SPIN_MAX_BATCH;
+        if self.skip.load(Ordering::Relaxed) != skip {
+            self.skip.store(skip, Ordering::Relaxed);
         }
     }
 
-    /// [`spin`], unless the last spins of this channel found nothing.
+    /// [`spin`], unless skipped or the last spins of this channel found nothing.
     pub(crate) fn spin<T>(
         &self,
         timeout: Option<Duration>,
         ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        if self.large.load(Ordering::Relaxed) {
+        if self.skip.load(Ordering::Relaxed) {
             return None;
         }
         if self.misses.load(Ordering::Relaxed) >= GIVE_UP_AFTER
