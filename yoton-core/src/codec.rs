@@ -85,16 +85,40 @@ impl PackageCodec {
     pub fn partial_payload_len(&self) -> u64 {
         self.pending.map(|h| h.length).unwrap_or(0)
     }
+
+    /// Room to make ahead of the `buffered` bytes of a partially received payload
+    /// larger than [`CALLER_ROOM`] (`None` for a smaller one, or between packages):
+    /// what is missing of it, but never more than a bounded chunk (1 MiB, or as much
+    /// as has arrived, whichever is more) ahead of the bytes actually received.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use yoton_core::{Package, PackageCodec};
+    ///
+    /// let mut wire = BytesMut::new();
+    /// Package::new(1, vec![0u8; 5 << 20]).encode_into(&mut wire);
+    /// let mut codec = PackageCodec::default();
+    /// let mut buf = wire.split_to(100); // the header and 44 payload bytes
+    /// codec.decode_with(&mut buf, |_| unreachable!()).unwrap();
+    /// assert_eq!(codec.room_ahead(buf.len()), Some(1 << 20));
+    /// ```
+    pub fn room_ahead(&self, buffered: usize) -> Option<usize> {
+        let len = usize::try_from(self.pending?.length).unwrap_or(usize::MAX);
+        (len > CALLER_ROOM).then(|| {
+            len.saturating_sub(buffered)
+                .min(RESERVE_CHUNK.max(buffered))
+        })
+    }
 }
 
 impl PackageCodec {
     /// Decode every complete frame in `src` into `out`, cutting their payloads from
     /// one frozen chunk (one split of the buffer per call, then a reference-counted
     /// slice per payload, instead of a split per package). What is left is an
-    /// incomplete frame, handled as [`Decoder::decode`] does (bounded reserve), except
-    /// that room for one with a payload up to [`CALLER_ROOM`] bytes is not reserved
-    /// here: the caller reads into a buffer of its own choosing (the stream reader
-    /// recycles its buffers, and a reserve here would allocate a fresh one).
+    /// incomplete frame, its header consumed as [`Decoder::decode`] does, but no room
+    /// is reserved for it here: the caller reads into a buffer of its own choosing
+    /// (the stream reader recycles its buffers, and a reserve here would allocate a
+    /// fresh one), with [`PackageCodec::room_ahead`] bytes of room for a large one.
     ///
     /// Frames before a bad header are still appended before the error is returned.
     ///
@@ -145,7 +169,7 @@ impl PackageCodec {
         mut take: impl FnMut(Frame),
     ) -> Result<(), CodecError> {
         if self.pending.is_some() {
-            match self.decode_one(src, CALLER_ROOM)? {
+            match self.decode_one(src, false)? {
                 Some(f) => take(f),
                 None => return Ok(()),
             }
@@ -184,8 +208,8 @@ impl PackageCodec {
             }
         }
         // What is left starts with a bad header (its error, after the frames before
-        // it), or an incomplete frame (its header consumed, room reserved if large).
-        if let Some(f) = self.decode_one(src, CALLER_ROOM)? {
+        // it), or an incomplete frame (its header consumed; the caller makes room).
+        if let Some(f) = self.decode_one(src, false)? {
             take(f);
         }
         Ok(())
@@ -203,7 +227,7 @@ impl Decoder for PackageCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        self.decode_one(src, 0)
+        self.decode_one(src, true)
     }
 }
 
@@ -225,18 +249,18 @@ impl PackageCodec {
             .filter(|&end| end <= available)
     }
 
-    /// [`Decoder::decode`], reserving room for an incomplete frame only when its
-    /// payload is larger than `caller_room` bytes.
+    /// [`Decoder::decode`], reserving room for an incomplete frame when `reserve` (a
+    /// bounded chunk for a large one, see [`PackageCodec::room_ahead`]).
     fn decode_one(
         &mut self,
         src: &mut BytesMut,
-        caller_room: usize,
+        reserve: bool,
     ) -> Result<Option<Frame>, CodecError> {
         let header = match self.pending {
             Some(h) => h,
             None => {
                 let Some(raw) = src.get(..HEADER_SIZE) else {
-                    if caller_room == 0 {
+                    if reserve {
                         src.reserve(HEADER_SIZE);
                     }
                     return Ok(None);
@@ -264,10 +288,9 @@ impl PackageCodec {
             let payload = src.split_to(len).freeze();
             return Ok(Some(frame_from_parts(header, payload)));
         }
-        if len > caller_room {
-            let missing = len - src.len();
-            let ahead = missing.min(RESERVE_CHUNK.max(src.len()));
-            src.reserve(ahead);
+        if reserve {
+            let ahead = self.room_ahead(src.len());
+            src.reserve(ahead.unwrap_or(len - src.len()));
         }
         Ok(None)
     }

@@ -10,11 +10,15 @@
 //! more waiting in the socket than a small buffer holds: fewer, larger reads then
 //! cost the kernel less per byte (fewer wake-ups and acknowledgements), and a
 //! connection that only hears heartbeats still uses small buffers.
+//!
+//! A frame too large for either gets a buffer of its own ([`ReadBuffer::make_room_for_frame`]),
+//! from a [`LargePool`]: a stream of large messages reuses the memory of those the
+//! receiver has dropped.
 
 use bytes::BytesMut;
 
 use crate::codec::CALLER_ROOM;
-use crate::pool::BufferPool;
+use crate::pool::{BufferPool, LargePool, LARGE_KEEP};
 
 /// Size of a read buffer.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -40,6 +44,11 @@ pub const MIN_ROOM: usize = 4096;
 /// 64-byte messages that fell behind got new buffers, in fresh pages, more often.)
 pub const KEEP: usize = 8;
 
+/// Reads in a row outside large frames after which the large buffers kept for reuse
+/// are given up (a connection that received large messages and went on with small ones,
+/// or heartbeats only, keeps none after about 16 s).
+pub const RELEASE_LARGE_AFTER: u32 = 64;
+
 // A frame the codec leaves to the reader fits in one buffer with room to spare.
 const _: () = assert!(READ_BUFFER >= CALLER_ROOM + crate::package::HEADER_SIZE + MIN_ROOM);
 
@@ -61,6 +70,11 @@ pub struct ReadBuffer {
     buf: BytesMut,
     pool: BufferPool,
     stream_pool: BufferPool,
+    large: LargePool,
+    /// The buffer is one of `large`'s.
+    in_large: bool,
+    /// Reads in a row outside large frames (see [`RELEASE_LARGE_AFTER`]).
+    quiet_reads: u32,
     /// The last read says the stream streams (see [`STREAM_BUFFER`]).
     streaming: bool,
 }
@@ -73,6 +87,9 @@ impl ReadBuffer {
             // The current buffer is the newest of its pool's.
             pool: BufferPool::new(READ_BUFFER, KEEP + 1),
             stream_pool: BufferPool::new(STREAM_BUFFER, KEEP_STREAM + 1),
+            large: LargePool::default(),
+            in_large: false,
+            quiet_reads: 0,
             streaming: false,
         }
     }
@@ -99,7 +116,10 @@ impl ReadBuffer {
     /// The next buffer is a large one while the stream streams (tell it
     /// [`ReadBuffer::read`] of each read).
     pub fn make_room(&mut self) {
-        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+        // After a large frame, the rest of its buffer is not read into: a payload
+        // there would keep the whole buffer from being reused.
+        if self.in_large || self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.in_large = false;
             let pool = if self.streaming {
                 &mut self.stream_pool
             } else {
@@ -108,6 +128,36 @@ impl ReadBuffer {
             let mut next = pool.take(self.buf.len() + MIN_ROOM);
             next.extend_from_slice(&self.buf);
             self.buf = next;
+        }
+    }
+
+    /// Make room for `ahead` more bytes of a frame too large for a pooled buffer (the
+    /// buffer holds nothing but its start; `ahead` is bounded by the caller, see
+    /// [`crate::PackageCodec::room_ahead`]): when there is less, carry its bytes over to
+    /// a large buffer nothing refers to any more, or else to a new one.
+    ///
+    /// ```
+    /// use yoton_core::readbuf::ReadBuffer;
+    ///
+    /// let mut rb = ReadBuffer::new(bytes::BytesMut::from(&b"the start"[..]));
+    /// rb.make_room_for_frame(1 << 20);
+    /// assert_eq!(&rb.buf()[..], b"the start");
+    /// assert!(rb.buf().capacity() >= 9 + (1 << 20));
+    /// ```
+    pub fn make_room_for_frame(&mut self, ahead: usize) {
+        if self.buf.capacity() - self.buf.len() < ahead {
+            let need = self.buf.len().saturating_add(ahead);
+            if need > LARGE_KEEP {
+                // Too large to keep: grown in place where the allocator can (a copy
+                // to a new buffer would hold the old one as well for a moment, and
+                // peak memory is what matters for a frame this size).
+                self.buf.reserve(ahead);
+            } else {
+                let mut next = self.large.take(need);
+                next.extend_from_slice(&self.buf);
+                self.buf = next;
+            }
+            self.in_large = true;
         }
     }
 
@@ -121,6 +171,14 @@ impl ReadBuffer {
     pub fn read(&mut self, n: usize, in_large_frame: bool) {
         let filled = self.buf.len() == self.buf.capacity();
         self.streaming = !in_large_frame && (filled || n >= READ_BUFFER);
+        if in_large_frame {
+            self.quiet_reads = 0;
+        } else if self.quiet_reads < RELEASE_LARGE_AFTER {
+            self.quiet_reads += 1;
+            if self.quiet_reads == RELEASE_LARGE_AFTER {
+                self.large.clear();
+            }
+        }
     }
 
     /// Whether the last read said the stream streams (the next new buffer is large).
@@ -196,6 +254,46 @@ mod tests {
         assert!(!rb.is_streaming());
         rb.make_room();
         assert_eq!(rb.buf().capacity(), READ_BUFFER);
+    }
+
+    #[test]
+    fn large_frames_reuse_the_memory_of_dropped_ones() {
+        let mut rb = ReadBuffer::new(BytesMut::new());
+        let frame = 1 << 20;
+        let receive = |rb: &mut ReadBuffer, v: u8| {
+            // The start of the frame in a small buffer, then room for the rest.
+            rb.make_room();
+            rb.buf().extend_from_slice(&[v; 1000]);
+            rb.make_room_for_frame(frame - 1000);
+            assert!(rb.buf().capacity() - rb.len() >= frame - 1000);
+            rb.buf().resize(frame, v);
+            rb.buf().split().freeze()
+        };
+        let first = receive(&mut rb, 1);
+        let second = receive(&mut rb, 2);
+        assert_ne!(address(&first), address(&second));
+        assert!(first.iter().all(|&b| b == 1) && second.iter().all(|&b| b == 2));
+        let first_at = address(&first);
+        drop(first);
+        let third = receive(&mut rb, 3);
+        assert_eq!(address(&third), first_at);
+        assert!(second.iter().all(|&b| b == 2) && third.iter().all(|&b| b == 3));
+        // Reads of small frames only: the large buffers are given up, but not before.
+        drop((second, third));
+        for _ in 0..RELEASE_LARGE_AFTER - 1 {
+            rb.read(10, false);
+        }
+        assert!(rb.large.kept_bytes() >= 2 * frame);
+        rb.read(10, true);
+        for _ in 0..RELEASE_LARGE_AFTER - 1 {
+            rb.read(10, false);
+        }
+        assert!(rb.large.kept_bytes() >= 2 * frame);
+        rb.read(10, false);
+        assert_eq!(rb.large.kept_bytes(), 0);
+        // Kept again from the next large frame on.
+        let fourth = receive(&mut rb, 4);
+        assert_eq!(rb.large.kept_bytes(), fourth.len());
     }
 
     #[test]

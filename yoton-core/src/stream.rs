@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::codec::{PackageCodec, CALLER_ROOM};
+use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
 use crate::package::{Frame, HEADER_SIZE};
@@ -124,13 +124,16 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
             if !out.is_empty() {
                 return Ok(());
             }
-            self.buf.make_room();
+            let large = self.codec.room_ahead(self.buf.len());
+            match large {
+                Some(ahead) => self.buf.make_room_for_frame(ahead),
+                None => self.buf.make_room(),
+            }
             let n = self.io.read_buf(self.buf.buf()).await?;
             if n == 0 {
                 return Err(LinkError::Eof);
             }
-            self.buf
-                .read(n, self.codec.partial_payload_len() > CALLER_ROOM as u64);
+            self.buf.read(n, large.is_some());
         }
     }
 

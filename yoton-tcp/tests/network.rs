@@ -530,3 +530,40 @@ fn io_threads_sets_the_workers_of_the_own_runtime() {
     one.send(text(slot, "over")).unwrap();
     assert_eq!(&rx.recv_timeout(WAIT).unwrap()[..], b"over");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_reuse_the_memory_of_those_dropped_and_arrive_intact() {
+    let (a, b) = (ctx(), ctx());
+    let _conns = join(&a, &b).await;
+    let slot = slot_hash("network.large.bin.pub-sub");
+    let mut inbox = inbox(&b, slot);
+    let mut held = Vec::new();
+    let mut addresses = Vec::new();
+    for i in 0..8u8 {
+        let payload = vec![i; (1 << 20) + usize::from(i)];
+        a.send_async(Package::new(slot, payload)).await.unwrap();
+        let got = inbox.recv().await.payload;
+        assert_eq!(got.len(), (1 << 20) + usize::from(i));
+        assert!(got.iter().all(|&x| x == i), "message {i} is not intact");
+        addresses.push(got.as_ptr() as usize);
+        // The first four are held: each needs memory of its own; the others are
+        // dropped before the next one is sent: they reuse it.
+        if i < 4 {
+            held.push(got);
+        }
+    }
+    let distinct: std::collections::HashSet<_> = addresses[..4].iter().collect();
+    assert_eq!(distinct.len(), 4, "{addresses:x?}");
+    for (i, at) in addresses.iter().enumerate().skip(5) {
+        assert_eq!(
+            *at, addresses[4],
+            "message {i} got new memory: {addresses:x?}"
+        );
+    }
+    for (i, m) in held.iter().enumerate() {
+        assert!(
+            m.iter().all(|&x| usize::from(x) == i),
+            "held message {i} was written over"
+        );
+    }
+}

@@ -212,10 +212,13 @@ impl Deframer {
         self.max = max;
     }
 
-    /// Whether `buf` starts with a frame large enough for an allocation of its own
-    /// (see [`RESERVE_ABOVE`]).
-    pub(crate) fn large_frame_ahead(&self, buf: &[u8]) -> bool {
-        matches!(parse_header(buf), Ok(Some(h)) if h.len > RESERVE_ABOVE as u64)
+    /// When `buf` starts with a frame within the limit and large enough for an
+    /// allocation of its own (see [`RESERVE_ABOVE`]): the bytes of it still missing.
+    pub(crate) fn large_frame_room(&self, buf: &[u8]) -> Option<usize> {
+        let h = parse_header(buf).ok()??;
+        let len = usize::try_from(h.len).ok()?;
+        (len > RESERVE_ABOVE && len <= self.max)
+            .then(|| h.size.saturating_add(len).saturating_sub(buf.len()))
     }
 
     /// Bytes of a fragmented message held so far.
@@ -224,8 +227,9 @@ impl Deframer {
     }
 
     /// The next event from the front of `buf`, or `None` when `buf` holds no complete
-    /// frame yet (room for a large one is then reserved). Frames of a fragmented
-    /// message are taken and held until its last one.
+    /// frame yet (the reader then makes room, all of it at once for a large one: see
+    /// [`Deframer::large_frame_room`]). Frames of a fragmented message are taken and
+    /// held until its last one.
     pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, FrameError> {
         loop {
             let Some(h) = parse_header(buf)? else {
@@ -236,9 +240,6 @@ impl Deframer {
             let len = usize::try_from(h.len).unwrap_or(usize::MAX);
             let total = h.size.saturating_add(len);
             if buf.len() < total {
-                if total > RESERVE_ABOVE {
-                    buf.reserve(total - buf.len());
-                }
                 return Ok(None);
             }
             let mut frame = buf.split_to(total);
@@ -648,18 +649,26 @@ mod tests {
     }
 
     #[test]
-    fn room_is_reserved_for_a_large_frame_only() {
+    fn room_of_its_own_is_asked_for_a_large_frame_only() {
         let mut d = Deframer::new(Side::Client, 1 << 30);
         let mut small = BytesMut::with_capacity(16);
         put_header(&mut small, op::BINARY, true, 1000, None);
         assert_eq!(d.next(&mut small), Ok(None));
-        assert!(
-            small.capacity() < 1000,
+        assert_eq!(
+            d.large_frame_room(&small),
+            None,
             "a small frame waits for the reader's buffer"
         );
         let mut large = BytesMut::with_capacity(16);
         put_header(&mut large, op::BINARY, true, 10 << 20, None);
         assert_eq!(d.next(&mut large), Ok(None));
-        assert!(large.capacity() >= (10 << 20) + 10);
+        // The header (10 bytes) is there, all of the payload missing.
+        assert_eq!(d.large_frame_room(&large), Some(10 << 20));
+        large.extend_from_slice(&[0; 100]);
+        assert_eq!(d.large_frame_room(&large), Some((10 << 20) - 100));
+        // Above the limit: no room (the frame is refused).
+        let mut d = Deframer::new(Side::Client, 1 << 20);
+        assert_eq!(d.large_frame_room(&large), None);
+        assert!(d.next(&mut large).is_err());
     }
 }

@@ -127,7 +127,10 @@ impl WsReader {
 
     /// Read more (cancel-safe: a read that did not finish took nothing).
     async fn fill(&mut self) -> Result<(), LinkError> {
-        self.buf.make_room();
+        match self.deframer.large_frame_room(self.buf.buf()) {
+            Some(ahead) => self.buf.make_room_for_frame(ahead),
+            None => self.buf.make_room(),
+        }
         let n = match self.io.read_buf(self.buf.buf()).await {
             Ok(n) => n,
             // TLS without its close_notify: the peer vanished, as over plain TCP.
@@ -137,7 +140,7 @@ impl WsReader {
         if n == 0 {
             return Err(LinkError::Eof);
         }
-        let in_large_frame = self.deframer.large_frame_ahead(self.buf.buf());
+        let in_large_frame = self.deframer.large_frame_room(self.buf.buf()).is_some();
         self.buf.read(n, in_large_frame);
         if let Some(left) = self.budget {
             self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
