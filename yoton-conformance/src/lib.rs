@@ -88,6 +88,7 @@ pub const CHECKS: &[&str] = &[
     "handshake",
     "ordering",
     "message_sizes",
+    "large_reuse",
     "burst",
     "both_directions",
     "close_from_other_end",
@@ -199,7 +200,7 @@ macro_rules! conformance_tests {
     };
     ($target:expr) => {
         $crate::conformance_tests!(@each $target;
-            handshake, ordering, message_sizes, burst, both_directions,
+            handshake, ordering, message_sizes, large_reuse, burst, both_directions,
             close_from_other_end, peer_dropped, end_of_stream, heartbeat_timeout,
             idle_heartbeats, early_packages, listen_many, connect_failure, self_connect,
             pub_sub, req_rep, state
@@ -237,6 +238,7 @@ pub async fn run_all(t: &Target) -> Vec<(&'static str, Duration)> {
         handshake,
         ordering,
         message_sizes,
+        large_reuse,
         burst,
         both_directions,
         close_from_other_end,
@@ -541,6 +543,55 @@ pub async fn message_sizes(t: &Target) {
     );
     let got = ia.recv(t, "64 KiB back").await;
     assert!(got.payload == data, "[{}] 64 KiB back differs", t.name);
+}
+
+/// Large messages (1 MiB and a few bytes) arrive intact; those the receiver holds
+/// each have memory of their own, and one it dropped before the next was sent lends
+/// its memory to the next (the receiving side keeps a few large buffers for reuse:
+/// fresh memory costs a page fault per 4 KiB).
+pub async fn large_reuse(t: &Target) {
+    let (a, b) = (t.context(), t.context());
+    let slot = slot_hash("conformance.large-reuse.bin.pub-sub");
+    let mut ib = inbox(t, &b, slot);
+    join(t, &a, &b).await;
+    let mut held = Vec::new();
+    let mut addresses = Vec::new();
+    for i in 0..8u8 {
+        let len = (1 << 20) + usize::from(i);
+        ok(
+            t,
+            "send",
+            a.send_async(Package::new(slot, vec![i; len])).await,
+        );
+        let got = ib.recv(t, &format!("large message {i}")).await.payload;
+        assert_eq!(got.len(), len, "[{}] large message {i}", t.name);
+        assert!(
+            got.iter().all(|&x| x == i),
+            "[{}] large message {i} is not intact",
+            t.name
+        );
+        addresses.push(got.as_ptr() as usize);
+        // The first four are held, the others dropped before the next is sent.
+        if i < 4 {
+            held.push(got);
+        }
+    }
+    let distinct: std::collections::HashSet<_> = addresses[..4].iter().collect();
+    assert_eq!(distinct.len(), 4, "[{}] {addresses:x?}", t.name);
+    for (i, at) in addresses.iter().enumerate().skip(5) {
+        assert_eq!(
+            *at, addresses[4],
+            "[{}] large message {i} got new memory: {addresses:x?}",
+            t.name
+        );
+    }
+    for (i, m) in held.iter().enumerate() {
+        assert!(
+            m.iter().all(|&x| usize::from(x) == i),
+            "[{}] held message {i} was written over",
+            t.name
+        );
+    }
 }
 
 /// 10,000 messages sent as fast as the sender can (with the send queue's soft

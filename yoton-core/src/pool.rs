@@ -121,7 +121,7 @@ impl LargePool {
         let free = self
             .kept
             .iter_mut()
-            .rposition(|(handle, cap)| *cap >= min && handle.try_reclaim(min));
+            .rposition(|(handle, cap)| *cap >= min && handle.try_reclaim(*cap));
         let (mut buf, cap) = match free.and_then(|i| self.kept.remove(i)) {
             Some(reused) => reused,
             None => {
@@ -200,6 +200,8 @@ mod tests {
         assert_ne!(big.as_ptr(), b_at);
         let mid = pool.take(384 * kb);
         assert_eq!(mid.as_ptr(), b_at);
+        // All of it, not just what was asked for.
+        assert_eq!(mid.capacity(), 512 * kb);
         // Never more than LARGE_KEEP bytes kept (the oldest give way); larger buffers
         // are not kept at all.
         let most = pool.take(LARGE_KEEP - 512 * kb);

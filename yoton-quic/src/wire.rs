@@ -56,7 +56,8 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -67,6 +68,7 @@ use yoton_core::handshake::MAX_LINE;
 use yoton_core::link::LinkError;
 use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
 use yoton_core::package::{Header, CONTROL, HEADER_SIZE};
+use yoton_core::pool::LargePool;
 use yoton_core::Endpoint;
 
 /// Control word of a reference to a package that travels on its own stream.
@@ -103,6 +105,10 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How far ahead of the received bytes a large package's buffer grows at least.
 const GROW_CHUNK: usize = 1 << 20;
+
+/// The buffers kept for large packages (up to [`yoton_core::pool::LARGE_KEEP`]) are
+/// given up when no large package arrives for this long.
+const RELEASE_LARGE: Duration = Duration::from_secs(16);
 
 /// Settings of the link layer.
 #[derive(Clone, Copy, Debug)]
@@ -329,7 +335,11 @@ fn more_than_announced(length: u64) -> LinkError {
 }
 
 /// Read one large package (header + payload, then the end of the stream).
-async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Option<LinkError>> {
+async fn read_large(
+    recv: &mut quinn::RecvStream,
+    max: u64,
+    pool: &Mutex<LargePool>,
+) -> Result<Bytes, Option<LinkError>> {
     let mut head = [0u8; HEADER_SIZE];
     recv.read_exact(&mut head).await.map_err(|e| match e {
         quinn::ReadExactError::ReadError(e) => read_error(e),
@@ -349,7 +359,12 @@ async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Opt
         ));
     }
     let total = HEADER_SIZE.saturating_add(usize::try_from(h.length).unwrap_or(usize::MAX));
-    let mut buf = BytesMut::with_capacity(total.min(HEADER_SIZE + GROW_CHUNK));
+    // Memory of a large package the receiver has dropped, when there is some (fresh
+    // memory costs a page fault per 4 KiB as the payload is copied in).
+    let mut buf = pool
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(total.min(HEADER_SIZE + GROW_CHUNK));
     buf.extend_from_slice(&head);
     // quinn's chunks are slices of its datagrams, many per call: one copy each, into
     // room that was never zeroed (reading into a zero-filled buffer cost a memset of
@@ -392,20 +407,26 @@ async fn read_large(recv: &mut quinn::RecvStream, max: u64) -> Result<Bytes, Opt
 async fn accept_large(conn: quinn::Connection, tx: mpsc::Sender<Large>, max: u64, limit: usize) {
     let permits = Arc::new(Semaphore::new(limit.max(1)));
     let mut readers = JoinSet::new();
+    let pool = Arc::new(Mutex::new(LargePool::default()));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut stream = match conn.accept_uni().await {
-            Ok(s) => s,
-            // The control stream reports the end of the connection.
-            Err(_) => return,
+        let mut stream = loop {
+            match tokio::time::timeout(RELEASE_LARGE, conn.accept_uni()).await {
+                Ok(Ok(s)) => break s,
+                // The control stream reports the end of the connection.
+                Ok(Err(_)) => return,
+                // No large package for a while: their memory is given back.
+                Err(_) => pool.lock().unwrap_or_else(PoisonError::into_inner).clear(),
+            }
         };
         while readers.try_join_next().is_some() {}
         let tx = tx.clone();
+        let pool = pool.clone();
         readers.spawn(async move {
             let index = stream.id().index();
-            let item = match read_large(&mut stream, max).await {
+            let item = match read_large(&mut stream, max, &pool).await {
                 Ok(message) => Large::Done {
                     index,
                     message,
