@@ -70,12 +70,22 @@ impl BufferPool {
         self.earlier.push_back(buf.split_to(0));
         buf
     }
+
+    /// Give up every buffer kept (each is freed once nothing else refers to it).
+    pub fn clear(&mut self) {
+        self.earlier.clear();
+    }
+
+    /// Buffers kept (whether free or not).
+    pub fn kept(&self) -> usize {
+        self.earlier.len()
+    }
 }
 
 /// Bytes of large buffers a [`LargePool`] keeps for reuse, at most. (A stream of 1 MiB
 /// messages, `yoton bench` W2, made 2.5 GB/s with 4 MiB and 2.9 GB/s with 16 MiB: a
 /// receiver that falls a few messages behind still finds free ones.) The stream
-/// reader gives them up once large frames stop ([`crate::readbuf::RELEASE_LARGE_AFTER`]).
+/// reader gives them up once large frames stop ([`crate::readbuf::RELEASE_AFTER`]).
 pub const LARGE_KEEP: usize = 16 << 20;
 
 /// A [`LargePool`]'s buffers are a multiple of this size.

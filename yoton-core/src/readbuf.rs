@@ -44,10 +44,11 @@ pub const MIN_ROOM: usize = 4096;
 /// 64-byte messages that fell behind got new buffers, in fresh pages, more often.)
 pub const KEEP: usize = 8;
 
-/// Reads in a row outside large frames after which the large buffers kept for reuse
-/// are given up (a connection that received large messages and went on with small ones,
-/// or heartbeats only, keeps none after about 16 s).
-pub const RELEASE_LARGE_AFTER: u32 = 64;
+/// Reads in a row that neither streamed nor belonged to a large frame, after which the
+/// buffers kept for reuse beyond the small ones are given up: the large ones and those
+/// of [`STREAM_BUFFER`] bytes (a connection that streamed and went on with a trickle,
+/// or heartbeats only, keeps none of them after about 16 s).
+pub const RELEASE_AFTER: u32 = 64;
 
 // A frame the codec leaves to the reader fits in one buffer with room to spare.
 const _: () = assert!(READ_BUFFER >= CALLER_ROOM + crate::package::HEADER_SIZE + MIN_ROOM);
@@ -73,7 +74,8 @@ pub struct ReadBuffer {
     large: LargePool,
     /// The buffer is one of `large`'s.
     in_large: bool,
-    /// Reads in a row outside large frames (see [`RELEASE_LARGE_AFTER`]).
+    /// Reads in a row that neither streamed nor belonged to a large frame (see
+    /// [`RELEASE_AFTER`]).
     quiet_reads: u32,
     /// The last read says the stream streams (see [`STREAM_BUFFER`]).
     streaming: bool,
@@ -171,12 +173,13 @@ impl ReadBuffer {
     pub fn read(&mut self, n: usize, in_large_frame: bool) {
         let filled = self.buf.len() == self.buf.capacity();
         self.streaming = !in_large_frame && (filled || n >= READ_BUFFER);
-        if in_large_frame {
+        if in_large_frame || self.streaming {
             self.quiet_reads = 0;
-        } else if self.quiet_reads < RELEASE_LARGE_AFTER {
+        } else if self.quiet_reads < RELEASE_AFTER {
             self.quiet_reads += 1;
-            if self.quiet_reads == RELEASE_LARGE_AFTER {
+            if self.quiet_reads == RELEASE_AFTER {
                 self.large.clear();
+                self.stream_pool.clear();
             }
         }
     }
@@ -200,6 +203,38 @@ mod tests {
         rb.buf().extend_from_slice(&vec![7u8; room]);
         let at = rb.len() - keep;
         rb.buf().split_to(at).freeze()
+    }
+
+    /// A read of 10 bytes, taken out.
+    fn short_read(rb: &mut ReadBuffer) {
+        rb.make_room();
+        rb.buf().extend_from_slice(&[5; 10]);
+        rb.read(10, false);
+        drop(rb.buf().split().freeze());
+    }
+
+    #[test]
+    fn stream_buffers_are_given_up_after_a_while_without_streaming() {
+        let mut rb = ReadBuffer::new(BytesMut::new());
+        drop(fill_and_take(&mut rb, 0));
+        rb.read(READ_BUFFER, false);
+        // Three held: three large buffers kept.
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let b = fill_and_take(&mut rb, 0);
+                rb.read(STREAM_BUFFER, false);
+                b
+            })
+            .collect();
+        assert!(held.iter().all(|b| b.len() == STREAM_BUFFER));
+        assert_eq!(rb.stream_pool.kept(), 3);
+        for _ in 0..RELEASE_AFTER - 1 {
+            short_read(&mut rb);
+        }
+        // (The first short read still went to a large buffer.)
+        assert_eq!(rb.stream_pool.kept(), 4);
+        short_read(&mut rb);
+        assert_eq!(rb.stream_pool.kept(), 0);
     }
 
     fn address(b: &bytes::Bytes) -> usize {
@@ -278,18 +313,19 @@ mod tests {
         let third = receive(&mut rb, 3);
         assert_eq!(address(&third), first_at);
         assert!(second.iter().all(|&b| b == 2) && third.iter().all(|&b| b == 3));
-        // Reads of small frames only: the large buffers are given up, but not before.
+        // Short reads of small frames only: the large buffers are given up, but not
+        // before.
         drop((second, third));
-        for _ in 0..RELEASE_LARGE_AFTER - 1 {
-            rb.read(10, false);
+        for _ in 0..RELEASE_AFTER - 1 {
+            short_read(&mut rb);
         }
         assert!(rb.large.kept_bytes() >= 2 * frame);
         rb.read(10, true);
-        for _ in 0..RELEASE_LARGE_AFTER - 1 {
-            rb.read(10, false);
+        for _ in 0..RELEASE_AFTER - 1 {
+            short_read(&mut rb);
         }
         assert!(rb.large.kept_bytes() >= 2 * frame);
-        rb.read(10, false);
+        short_read(&mut rb);
         assert_eq!(rb.large.kept_bytes(), 0);
         // Kept again from the next large frame on.
         let fourth = receive(&mut rb, 4);
