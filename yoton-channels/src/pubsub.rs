@@ -583,15 +583,17 @@ impl<M: MessageType> SubChannel<M> {
 
     /// Every pending message, at once.
     pub fn recv_all(&self) -> Vec<M::Message> {
-        let mut all = self.shared.inbox.take_all();
+        let (mut runs, n) = self.shared.inbox.take_all();
         self.shared.check_queue_status();
         // The spinner keeps whether the last message was large or the batch long.
-        if let Some((p, _)) = all.back() {
-            self.shared.spinner.saw_batch(all.len(), p.payload.len());
+        if let Some((p, _)) = runs.back().and_then(|run| run.back()) {
+            self.shared.spinner.saw_batch(n, p.payload.len());
         }
-        let mut messages = Vec::with_capacity(all.len());
-        messages.extend(all.drain(..).filter_map(|(p, _)| self.decode_payload(p)));
-        self.shared.inbox.recycle(all);
+        let mut messages = Vec::with_capacity(n);
+        for run in runs.iter_mut() {
+            messages.extend(run.drain(..).filter_map(|(p, _)| self.decode_payload(p)));
+        }
+        self.shared.inbox.recycle(runs);
         messages
     }
 

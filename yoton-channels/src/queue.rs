@@ -14,8 +14,15 @@ use yoton_core::Package;
 /// Default maximum queue length (the reference's).
 pub const DEFAULT_QUEUE_LEN: usize = 10_000;
 
-/// The largest emptied queue kept for reuse (entries); a larger one is freed.
-const SPARE_MAX: usize = 64 * 1024;
+/// Emptied runs kept for reuse (their buffers go to the reader for its next batches),
+/// at most this many, of at most [`SPARE_MAX`] entries each.
+const SPARES: usize = 4;
+
+/// The largest emptied run kept for reuse (entries); a larger one is freed.
+const SPARE_MAX: usize = 16 * 1024;
+
+/// Queued packages with their receive sequence numbers, in arrival order.
+type Run = VecDeque<(Package, u64)>;
 
 /// What a full queue drops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,13 +35,61 @@ pub enum DiscardMode {
 }
 
 struct State {
-    q: VecDeque<(Package, u64)>,
-    /// An emptied queue given back by [`Inbox::recycle`]: the next [`Inbox::take_all`]
-    /// puts it in place of the one it takes, so neither grows again.
-    spare: VecDeque<(Package, u64)>,
+    /// The queue: runs of packages in arrival order, each a batch as a reader handed
+    /// it over (moved in whole, not copied entry by entry), or single packages
+    /// appended to the last run. No run is empty.
+    runs: VecDeque<Run>,
+    /// Packages in `runs`.
+    len: usize,
+    /// Emptied runs, for the readers' next batches (see [`SPARES`]).
+    spare: Vec<Run>,
     max_len: usize,
     mode: DiscardMode,
     closed: bool,
+}
+
+impl State {
+    fn pop_front(&mut self) -> Option<(Package, u64)> {
+        let run = self.runs.front_mut()?;
+        let x = run.pop_front();
+        if run.is_empty() {
+            if let Some(run) = self.runs.pop_front() {
+                self.keep_spare(run);
+            }
+        }
+        if x.is_some() {
+            self.len -= 1;
+        }
+        x
+    }
+
+    fn push_back(&mut self, item: (Package, u64)) {
+        match self.runs.back_mut() {
+            Some(run) => run.push_back(item),
+            None => {
+                let mut run = self.spare.pop().unwrap_or_default();
+                run.push_back(item);
+                self.runs.push_back(run);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Keep an emptied run for reuse (see [`SPARES`]).
+    fn keep_spare(&mut self, mut run: Run) {
+        run.clear();
+        if run.capacity() > 0 && run.capacity() <= SPARE_MAX && self.spare.len() < SPARES {
+            self.spare.push(run);
+        }
+    }
+
+    fn front(&self) -> Option<&(Package, u64)> {
+        self.runs.front()?.front()
+    }
+
+    fn back(&self) -> Option<&(Package, u64)> {
+        self.runs.back()?.back()
+    }
 }
 
 /// A bounded queue of received packages with their receive sequence numbers.
@@ -51,8 +106,9 @@ impl Inbox {
     pub(crate) fn new() -> Self {
         Inbox {
             state: Mutex::new(State {
-                q: VecDeque::new(),
-                spare: VecDeque::new(),
+                runs: VecDeque::new(),
+                len: 0,
+                spare: Vec::new(),
                 max_len: DEFAULT_QUEUE_LEN,
                 mode: DiscardMode::Old,
                 closed: false,
@@ -64,7 +120,7 @@ impl Inbox {
     }
 
     fn mark(&self, st: &State) {
-        self.pending.store(st.q.len(), Ordering::Release);
+        self.pending.store(st.len, Ordering::Release);
     }
 
     /// Whether something may be queued (no lock taken).
@@ -76,8 +132,8 @@ impl Inbox {
         let mut st = self.state.lock();
         st.max_len = max_len.max(1);
         st.mode = mode;
-        while st.q.len() > st.max_len {
-            st.q.pop_front();
+        while st.len > st.max_len {
+            st.pop_front();
             self.discarded.fetch_add(1, Ordering::Relaxed);
         }
         self.mark(&st);
@@ -86,51 +142,52 @@ impl Inbox {
     /// Queue a package; returns the queue length afterwards.
     pub(crate) fn push(&self, p: Package, seq: u64) -> usize {
         let mut st = self.state.lock();
-        if st.q.len() >= st.max_len {
+        if st.len >= st.max_len {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             match st.mode {
                 DiscardMode::Old => {
-                    st.q.pop_front();
+                    st.pop_front();
                 }
-                DiscardMode::New => return st.q.len(),
+                DiscardMode::New => return st.len,
             }
         }
-        st.q.push_back((p, seq));
+        st.push_back((p, seq));
         self.mark(&st);
-        let n = st.q.len();
+        let n = st.len;
         drop(st);
         self.notify.notify_one();
         n
     }
 
     /// Queue several packages (one lock, one wake-up); returns the length afterwards.
+    /// A batch that fits is moved in as a run of its own (no package is moved), and
+    /// the caller gets an emptied run's buffer, or none, for its next batch.
     pub(crate) fn push_many(&self, batch: &mut Vec<(Package, u64)>) -> usize {
         let mut st = self.state.lock();
-        if st.q.is_empty() && batch.len() <= st.max_len {
-            // Nothing queued (a receiver that keeps up): the batch becomes the queue,
-            // no package moved, and the empty queue's buffer goes back to the caller
-            // for its next batch (both conversions take the buffer as it is).
-            let batch_q = VecDeque::from(std::mem::take(batch));
-            *batch = Vec::from(std::mem::replace(&mut st.q, batch_q));
-        } else if st.q.len().saturating_add(batch.len()) <= st.max_len {
-            // Room for all: one reserve and copy, no check per package.
-            st.q.extend(batch.drain(..));
+        if batch.is_empty() {
+            return st.len;
+        }
+        if st.len.saturating_add(batch.len()) <= st.max_len {
+            let next = Vec::from(st.spare.pop().unwrap_or_default());
+            let run = Run::from(std::mem::replace(batch, next));
+            st.len += run.len();
+            st.runs.push_back(run);
         } else {
             for item in batch.drain(..) {
-                if st.q.len() >= st.max_len {
+                if st.len >= st.max_len {
                     self.discarded.fetch_add(1, Ordering::Relaxed);
                     match st.mode {
                         DiscardMode::Old => {
-                            st.q.pop_front();
+                            st.pop_front();
                         }
                         DiscardMode::New => continue,
                     }
                 }
-                st.q.push_back(item);
+                st.push_back(item);
             }
         }
         self.mark(&st);
-        let n = st.q.len();
+        let n = st.len;
         drop(st);
         self.notify.notify_one();
         n
@@ -138,39 +195,39 @@ impl Inbox {
 
     pub(crate) fn pop(&self) -> Option<(Package, u64)> {
         let mut st = self.state.lock();
-        let x = st.q.pop_front();
+        let x = st.pop_front();
         self.mark(&st);
         x
     }
 
-    /// Everything queued, as the queue itself (no package is moved); hand it back
-    /// with [`Inbox::recycle`] once emptied.
-    pub(crate) fn take_all(&self) -> VecDeque<(Package, u64)> {
+    /// Everything queued, as the runs themselves (no package is moved), and how many
+    /// packages they hold; hand the runs back with [`Inbox::recycle`] once emptied.
+    pub(crate) fn take_all(&self) -> (VecDeque<Run>, usize) {
         let mut st = self.state.lock();
-        let spare = std::mem::take(&mut st.spare);
-        let all = std::mem::replace(&mut st.q, spare);
+        let all = std::mem::take(&mut st.runs);
+        let n = std::mem::replace(&mut st.len, 0);
         self.mark(&st);
-        all
+        (all, n)
     }
 
-    /// Give back a queue from [`Inbox::take_all`] (kept unless it grew beyond
-    /// [`SPARE_MAX`] entries).
-    pub(crate) fn recycle(&self, mut q: VecDeque<(Package, u64)>) {
-        q.clear();
-        if q.capacity() > SPARE_MAX {
-            return;
-        }
+    /// Give back the runs from [`Inbox::take_all`] (a few are kept, see [`SPARES`]).
+    pub(crate) fn recycle(&self, runs: VecDeque<Run>) {
         let mut st = self.state.lock();
-        if st.spare.capacity() < q.capacity() {
-            st.spare = q;
+        for run in runs {
+            if st.spare.len() >= SPARES {
+                break;
+            }
+            st.keep_spare(run);
         }
     }
 
     /// Pop the leading packages whose receive sequence is at most `seq`.
     pub(crate) fn drain_upto(&self, seq: u64) -> Vec<(Package, u64)> {
         let mut st = self.state.lock();
-        let n = st.q.iter().take_while(|(_, s)| *s <= seq).count();
-        let out = st.q.drain(..n).collect();
+        let mut out = Vec::new();
+        while st.front().is_some_and(|(_, s)| *s <= seq) {
+            out.extend(st.pop_front());
+        }
         self.mark(&st);
         out
     }
@@ -178,11 +235,11 @@ impl Inbox {
     /// (first pending receive sequence, last pending + 1).
     pub(crate) fn pending_seqs(&self) -> Option<(u64, u64)> {
         let st = self.state.lock();
-        Some((st.q.front()?.1, st.q.back()?.1 + 1))
+        Some((st.front()?.1, st.back()?.1 + 1))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.state.lock().q.len()
+        self.state.lock().len
     }
 
     pub(crate) fn discarded(&self) -> u64 {
@@ -205,7 +262,7 @@ impl Inbox {
             let notified = self.notify.notified();
             {
                 let mut st = self.state.lock();
-                if let Some(x) = st.q.pop_front() {
+                if let Some(x) = st.pop_front() {
                     self.mark(&st);
                     return Some(x);
                 }
@@ -291,61 +348,86 @@ impl Notifier {
 mod tests {
     use super::*;
 
-    fn seqs(q: &VecDeque<(Package, u64)>) -> Vec<u64> {
-        q.iter().map(|(_, s)| *s).collect()
+    fn package(i: u64) -> Package {
+        Package::new(1, vec![i as u8; 4])
+    }
+
+    fn batch(seqs: std::ops::Range<u64>) -> Vec<(Package, u64)> {
+        seqs.map(|i| (package(i), i)).collect()
+    }
+
+    fn taken(inbox: &Inbox) -> Vec<u64> {
+        let (runs, n) = inbox.take_all();
+        let seqs: Vec<u64> = runs.iter().flatten().map(|(_, s)| *s).collect();
+        assert_eq!(seqs.len(), n);
+        inbox.recycle(runs);
+        seqs
     }
 
     #[test]
-    fn take_all_hands_out_the_queue_and_a_recycled_one_takes_its_place() {
+    fn batches_are_moved_in_whole_and_an_emptied_run_comes_back_to_the_reader() {
         let inbox = Inbox::new();
-        let package = |i: u64| Package::new(1, vec![i as u8; 4]);
-        let mut batch: Vec<_> = (0..100).map(|i| (package(i), i)).collect();
-        inbox.push_many(&mut batch);
-        let all = inbox.take_all();
-        assert_eq!(seqs(&all), (0..100).collect::<Vec<_>>());
+        let mut first = batch(0..100);
+        let first_at = first.as_ptr() as usize;
+        assert_eq!(inbox.push_many(&mut first), 100);
+        // Into a queue that holds packages, the next batch is moved in too.
+        let mut second = batch(100..150);
+        let second_at = second.as_ptr() as usize;
+        assert_eq!(inbox.push_many(&mut second), 150);
+        assert!(first.is_empty() && second.is_empty());
+        {
+            let st = inbox.state.lock();
+            let at: Vec<usize> = st
+                .runs
+                .iter()
+                .map(|r| r.as_slices().0.as_ptr() as usize)
+                .collect();
+            assert_eq!(at, [first_at, second_at], "the batches were copied");
+        }
+        inbox.push(package(150), 150);
+        assert_eq!(inbox.pop().map(|(_, s)| s), Some(0));
+        assert_eq!(inbox.pending_seqs(), Some((1, 151)));
+        assert_eq!(taken(&inbox), (1..151).collect::<Vec<_>>());
         assert!(!inbox.may_have() && inbox.len() == 0);
-        let room = all.capacity();
-        inbox.recycle(all);
-        inbox.push(package(100), 100);
-        assert_eq!(seqs(&inbox.take_all()), [100]);
-        // The recycled queue is now the one that fills, with its room.
-        assert!(inbox.state.lock().q.capacity() >= room);
-        inbox.push(package(101), 101);
-        assert_eq!(seqs(&inbox.take_all()), [101]);
-        // A queue that grew too large is not kept.
-        inbox.recycle(VecDeque::with_capacity(SPARE_MAX + 1));
-        assert!(inbox.state.lock().spare.capacity() <= SPARE_MAX);
+        // The emptied runs' buffers go to the reader for its next batches.
+        let mut next = batch(200..201);
+        inbox.push_many(&mut next);
+        assert!(next.is_empty() && next.capacity() >= 50);
+        // A run that grew too large is not kept.
+        inbox.recycle([Run::with_capacity(SPARE_MAX + 1)].into());
+        assert!(inbox
+            .state
+            .lock()
+            .spare
+            .iter()
+            .all(|r| r.capacity() <= SPARE_MAX));
+        assert_eq!(taken(&inbox), [200]);
     }
 
     #[test]
-    fn a_batch_into_an_empty_queue_becomes_the_queue_and_its_buffer_comes_back() {
+    fn limits_and_draining_work_across_runs() {
         let inbox = Inbox::new();
-        let package = |i: u64| Package::new(1, vec![i as u8; 4]);
-        // Give the queue a buffer of its own first.
-        inbox.recycle(VecDeque::with_capacity(500));
-        drop(inbox.take_all());
-        let queue_room = inbox.state.lock().q.capacity();
-        assert!(queue_room >= 500);
-        let mut batch: Vec<_> = (0..100).map(|i| (package(i), i)).collect();
-        let batch_at = batch.as_ptr() as usize;
-        assert_eq!(inbox.push_many(&mut batch), 100);
-        // The batch's own buffer is now the queue, and the queue's went to the caller.
-        assert!(batch.is_empty());
-        assert_eq!(batch.capacity(), queue_room);
-        assert_eq!(
-            inbox.state.lock().q.as_slices().0.as_ptr() as usize,
-            batch_at
-        );
-        // Into a queue that holds packages, a batch is appended as before.
-        batch.extend((100..150).map(|i| (package(i), i)));
-        assert_eq!(inbox.push_many(&mut batch), 150);
-        assert!(batch.is_empty());
-        assert_eq!(seqs(&inbox.take_all()), (0..150).collect::<Vec<_>>());
-        // A batch above the limit into an empty queue still keeps only the newest.
-        inbox.set_limit(10, DiscardMode::Old);
-        let mut batch: Vec<_> = (200..230).map(|i| (package(i), i)).collect();
-        assert_eq!(inbox.push_many(&mut batch), 10);
-        assert_eq!(seqs(&inbox.take_all()), (220..230).collect::<Vec<_>>());
-        assert_eq!(inbox.discarded(), 20);
+        inbox.push_many(&mut batch(0..5));
+        inbox.push_many(&mut batch(5..10));
+        inbox.push(package(10), 10);
+        assert_eq!(inbox.len(), 11);
+        let drained: Vec<u64> = inbox.drain_upto(6).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(drained, (0..7).collect::<Vec<_>>());
+        assert_eq!(inbox.pending_seqs(), Some((7, 11)));
+        // A lower limit drops the oldest, across runs.
+        inbox.push_many(&mut batch(11..14));
+        inbox.set_limit(5, DiscardMode::Old);
+        assert_eq!(inbox.discarded(), 2);
+        assert_eq!(taken(&inbox), (9..14).collect::<Vec<_>>());
+        // A batch above the limit keeps only the newest (Old) ...
+        assert_eq!(inbox.push_many(&mut batch(20..50)), 5);
+        assert_eq!(taken(&inbox), (45..50).collect::<Vec<_>>());
+        assert_eq!(inbox.discarded(), 27);
+        // ... or only the first that fit (New).
+        inbox.set_limit(3, DiscardMode::New);
+        inbox.push_many(&mut batch(60..62));
+        assert_eq!(inbox.push_many(&mut batch(62..65)), 3);
+        assert_eq!(taken(&inbox), [60, 61, 62]);
+        assert_eq!(inbox.discarded(), 29);
     }
 }
