@@ -18,6 +18,22 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 /// grows geometrically with what has actually arrived).
 const RESERVE_CHUNK: usize = 1 << 20;
 
+/// Room to make for `missing` more bytes of a payload of which `buffered` have
+/// arrived, never trusting the length field for more than a bounded chunk: what is
+/// missing, but at most 1 MiB or as much as has arrived, whichever is more (so room
+/// grows geometrically with what actually arrives).
+///
+/// ```
+/// use yoton_core::codec::bounded_room;
+///
+/// assert_eq!(bounded_room(100, 0), 100);
+/// assert_eq!(bounded_room(1 << 30, 10), 1 << 20); // a lying length costs 1 MiB
+/// assert_eq!(bounded_room(1 << 30, 8 << 20), 8 << 20);
+/// ```
+pub fn bounded_room(missing: usize, buffered: usize) -> usize {
+    missing.min(RESERVE_CHUNK.max(buffered))
+}
+
 /// [`PackageCodec::decode_all`] leaves making room for an incomplete frame with a
 /// payload up to this size to its caller (whose read buffer is larger).
 pub const CALLER_ROOM: usize = 32 * 1024;
@@ -104,10 +120,7 @@ impl PackageCodec {
     /// ```
     pub fn room_ahead(&self, buffered: usize) -> Option<usize> {
         let len = usize::try_from(self.pending?.length).unwrap_or(usize::MAX);
-        (len > CALLER_ROOM).then(|| {
-            len.saturating_sub(buffered)
-                .min(RESERVE_CHUNK.max(buffered))
-        })
+        (len > CALLER_ROOM).then(|| bounded_room(len.saturating_sub(buffered), buffered))
     }
 }
 

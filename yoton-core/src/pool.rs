@@ -149,6 +149,37 @@ impl LargePool {
         buf
     }
 
+    /// Make room in `buf`, which holds the start of one large payload of `size` bytes in
+    /// all, for `ahead` more bytes: when there is less, carry its bytes over to a buffer
+    /// from [`take`](Self::take); for a payload above [`LARGE_KEEP`], grow it with
+    /// `reserve` instead (in place where the allocator can: a copy would hold old and
+    /// new at once, and for a payload that large peak memory is what matters; nor is
+    /// any of its growth steps kept).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use yoton_core::pool::LargePool;
+    ///
+    /// let mut pool = LargePool::default();
+    /// let mut buf = BytesMut::from(&b"the start"[..]);
+    /// pool.make_room(&mut buf, 1 << 20, 9 + (1 << 20));
+    /// assert_eq!(&buf[..], b"the start");
+    /// assert!(buf.capacity() >= 9 + (1 << 20));
+    /// assert!(pool.kept_bytes() >= 9 + (1 << 20));
+    /// ```
+    pub fn make_room(&mut self, buf: &mut BytesMut, ahead: usize, size: usize) {
+        if buf.capacity() - buf.len() >= ahead {
+            return;
+        }
+        if size > LARGE_KEEP {
+            buf.reserve(ahead);
+        } else {
+            let mut next = self.take(buf.len().saturating_add(ahead));
+            next.extend_from_slice(buf);
+            *buf = next;
+        }
+    }
+
     /// Give up every buffer kept (each is freed once nothing else refers to it).
     pub fn clear(&mut self) {
         self.kept.clear();
@@ -219,6 +250,16 @@ mod tests {
         let huge = pool.take(2 * LARGE_KEEP);
         assert!(huge.capacity() >= 2 * LARGE_KEEP);
         assert!(pool.kept.iter().all(|(_, c)| *c <= LARGE_KEEP));
+        // Room for a payload above LARGE_KEEP: grown, and none of its steps kept.
+        pool.clear();
+        let mut growing = BytesMut::from(&b"start"[..]);
+        pool.make_room(&mut growing, 1 << 20, 2 * LARGE_KEEP);
+        assert!(growing.capacity() >= 5 + (1 << 20) && &growing[..] == b"start");
+        assert_eq!(pool.kept_bytes(), 0);
+        // One that fits: its buffer comes from the pool (and is kept).
+        pool.make_room(&mut growing, 2 << 20, 5 + (2 << 20));
+        assert!(growing.capacity() >= 5 + (2 << 20) && &growing[..] == b"start");
+        assert!(pool.kept_bytes() >= 5 + (2 << 20));
         drop((a, c, big, mid, most, huge));
     }
 

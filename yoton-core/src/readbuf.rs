@@ -18,7 +18,7 @@
 use bytes::BytesMut;
 
 use crate::codec::CALLER_ROOM;
-use crate::pool::{BufferPool, LargePool, LARGE_KEEP};
+use crate::pool::{BufferPool, LargePool};
 
 /// Size of a read buffer.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -72,7 +72,8 @@ pub struct ReadBuffer {
     pool: BufferPool,
     stream_pool: BufferPool,
     large: LargePool,
-    /// The buffer is one of `large`'s.
+    /// The buffer was made for one large frame (by `large`): once it is in, reading
+    /// moves on to a pooled buffer.
     in_large: bool,
     /// Reads in a row that neither streamed nor belonged to a large frame (see
     /// [`RELEASE_AFTER`]).
@@ -133,32 +134,22 @@ impl ReadBuffer {
         }
     }
 
-    /// Make room for `ahead` more bytes of a frame too large for a pooled buffer (the
-    /// buffer holds nothing but its start; `ahead` is bounded by the caller, see
-    /// [`crate::PackageCodec::room_ahead`]): when there is less, carry its bytes over to
-    /// a large buffer nothing refers to any more, or else to a new one.
+    /// Make room for `ahead` more bytes of a frame of `size` bytes in all, too large for
+    /// a pooled buffer (the buffer holds nothing but its start; `ahead` is bounded by
+    /// the caller, see [`crate::PackageCodec::room_ahead`]): when there is less, its
+    /// bytes move to a buffer of their own ([`LargePool::make_room`]).
     ///
     /// ```
     /// use yoton_core::readbuf::ReadBuffer;
     ///
     /// let mut rb = ReadBuffer::new(bytes::BytesMut::from(&b"the start"[..]));
-    /// rb.make_room_for_frame(1 << 20);
+    /// rb.make_room_for_frame(1 << 20, 9 + (1 << 20));
     /// assert_eq!(&rb.buf()[..], b"the start");
     /// assert!(rb.buf().capacity() >= 9 + (1 << 20));
     /// ```
-    pub fn make_room_for_frame(&mut self, ahead: usize) {
+    pub fn make_room_for_frame(&mut self, ahead: usize, size: usize) {
         if self.buf.capacity() - self.buf.len() < ahead {
-            let need = self.buf.len().saturating_add(ahead);
-            if need > LARGE_KEEP {
-                // Too large to keep: grown in place where the allocator can (a copy
-                // to a new buffer would hold the old one as well for a moment, and
-                // peak memory is what matters for a frame this size).
-                self.buf.reserve(ahead);
-            } else {
-                let mut next = self.large.take(need);
-                next.extend_from_slice(&self.buf);
-                self.buf = next;
-            }
+            self.large.make_room(&mut self.buf, ahead, size);
             self.in_large = true;
         }
     }
@@ -299,7 +290,7 @@ mod tests {
             // The start of the frame in a small buffer, then room for the rest.
             rb.make_room();
             rb.buf().extend_from_slice(&[v; 1000]);
-            rb.make_room_for_frame(frame - 1000);
+            rb.make_room_for_frame(frame - 1000, frame);
             assert!(rb.buf().capacity() - rb.len() >= frame - 1000);
             rb.buf().resize(frame, v);
             rb.buf().split().freeze()

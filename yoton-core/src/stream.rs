@@ -131,7 +131,11 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
             }
             let large = self.codec.room_ahead(self.buf.len());
             match large {
-                Some(ahead) => self.buf.make_room_for_frame(ahead),
+                Some(ahead) => {
+                    let size = self.codec.partial_payload_len();
+                    let size = usize::try_from(size).unwrap_or(usize::MAX);
+                    self.buf.make_room_for_frame(ahead, size);
+                }
                 None => self.buf.make_room(),
             }
             let n = self.io.read_buf(self.buf.buf()).await?;

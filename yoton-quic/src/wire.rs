@@ -63,7 +63,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
-use yoton_core::codec::CodecError;
+use yoton_core::codec::{bounded_room, CodecError};
 use yoton_core::handshake::MAX_LINE;
 use yoton_core::link::LinkError;
 use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
@@ -102,9 +102,6 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long the control stream is still read (and dropped) after the reader is
 /// gone, at most, while large packages are still being sent (see [`drain`]).
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// How far ahead of the received bytes a large package's buffer grows at least.
-const GROW_CHUNK: usize = 1 << 20;
 
 /// The buffers kept for large packages (up to [`yoton_core::pool::LARGE_KEEP`]) are
 /// given up when no large package arrives for this long.
@@ -212,7 +209,7 @@ pub(crate) fn decode_control(buf: &mut BytesMut, max: u64) -> Result<Option<Entr
                 return Ok(Some(Entry::Package(buf.split_to(total).freeze())));
             }
             let missing = total - buf.len();
-            buf.reserve(missing.min(GROW_CHUNK.max(buf.len())));
+            buf.reserve(bounded_room(missing, buf.len()));
             Ok(None)
         }
         _ => {
@@ -359,13 +356,16 @@ async fn read_large(
         ));
     }
     let total = HEADER_SIZE.saturating_add(usize::try_from(h.length).unwrap_or(usize::MAX));
-    // Memory of a large package the receiver has dropped, when there is some (fresh
-    // memory costs a page fault per 4 KiB as the payload is copied in).
-    let mut buf = pool
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take(total.min(HEADER_SIZE + GROW_CHUNK));
-    buf.extend_from_slice(&head);
+    // Room from the memory of large packages the receiver has dropped, when there is
+    // some (fresh memory costs a page fault per 4 KiB as the payload is copied in),
+    // growing with what arrives, never beyond the announced size.
+    let make_room = |buf: &mut BytesMut| {
+        let ahead = bounded_room(total - buf.len(), buf.len());
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.make_room(buf, ahead, total);
+    };
+    let mut buf = BytesMut::from(&head[..]);
+    make_room(&mut buf);
     // quinn's chunks are slices of its datagrams, many per call: one copy each, into
     // room that was never zeroed (reading into a zero-filled buffer cost a memset of
     // every byte).
@@ -388,9 +388,7 @@ async fn read_large(
                 return Err(Some(more_than_announced(h.length)));
             }
             if buf.capacity() - filled < c.len() {
-                // Grow with what arrived (at least doubling), never beyond the
-                // announced size.
-                buf.reserve((total - filled).min(filled.max(GROW_CHUNK)));
+                make_room(&mut buf);
             }
             buf.extend_from_slice(c);
             *c = Bytes::new();

@@ -128,7 +128,10 @@ impl WsReader {
     /// Read more (cancel-safe: a read that did not finish took nothing).
     async fn fill(&mut self) -> Result<(), LinkError> {
         match self.deframer.large_frame_room(self.buf.buf()) {
-            Some(ahead) => self.buf.make_room_for_frame(ahead),
+            Some(missing) => {
+                let size = self.buf.len() + missing;
+                self.buf.make_room_for_frame(missing, size);
+            }
             None => self.buf.make_room(),
         }
         let n = match self.io.read_buf(self.buf.buf()).await {
