@@ -51,16 +51,14 @@ struct State {
 impl State {
     fn pop_front(&mut self) -> Option<(Package, u64)> {
         let run = self.runs.front_mut()?;
-        let x = run.pop_front();
+        let x = run.pop_front()?;
+        self.len -= 1;
         if run.is_empty() {
             if let Some(run) = self.runs.pop_front() {
                 self.keep_spare(run);
             }
         }
-        if x.is_some() {
-            self.len -= 1;
-        }
-        x
+        Some(x)
     }
 
     fn push_back(&mut self, item: (Package, u64)) {
@@ -139,19 +137,25 @@ impl Inbox {
         self.mark(&st);
     }
 
-    /// Queue a package; returns the queue length afterwards.
-    pub(crate) fn push(&self, p: Package, seq: u64) -> usize {
-        let mut st = self.state.lock();
+    /// Queue one package within the limit: a full queue drops its oldest (`Old`) or
+    /// this one (`New`), counted.
+    fn push_bounded(&self, st: &mut State, item: (Package, u64)) {
         if st.len >= st.max_len {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             match st.mode {
                 DiscardMode::Old => {
                     st.pop_front();
                 }
-                DiscardMode::New => return st.len,
+                DiscardMode::New => return,
             }
         }
-        st.push_back((p, seq));
+        st.push_back(item);
+    }
+
+    /// Queue a package; returns the queue length afterwards.
+    pub(crate) fn push(&self, p: Package, seq: u64) -> usize {
+        let mut st = self.state.lock();
+        self.push_bounded(&mut st, (p, seq));
         self.mark(&st);
         let n = st.len;
         drop(st);
@@ -174,16 +178,7 @@ impl Inbox {
             st.runs.push_back(run);
         } else {
             for item in batch.drain(..) {
-                if st.len >= st.max_len {
-                    self.discarded.fetch_add(1, Ordering::Relaxed);
-                    match st.mode {
-                        DiscardMode::Old => {
-                            st.pop_front();
-                        }
-                        DiscardMode::New => continue,
-                    }
-                }
-                st.push_back(item);
+                self.push_bounded(&mut st, item);
             }
         }
         self.mark(&st);
@@ -214,9 +209,6 @@ impl Inbox {
     pub(crate) fn recycle(&self, runs: VecDeque<Run>) {
         let mut st = self.state.lock();
         for run in runs {
-            if st.spare.len() >= SPARES {
-                break;
-            }
             st.keep_spare(run);
         }
     }
