@@ -570,8 +570,19 @@ impl<M: MessageType> SubChannel<M> {
 
     /// The next message (async). Errors once the channel is closed and drained.
     pub async fn recv_async(&self) -> Result<M::Message> {
+        let inbox = &self.shared.inbox;
         loop {
-            let Some((p, _)) = self.shared.inbox.pop_wait().await else {
+            // As `recv`: take one that is there, else spin (yielding), else wait.
+            let mut got = inbox.pop();
+            if got.is_none() {
+                got = (self.shared.spinner)
+                    .spin_async(|| inbox.may_have().then(|| inbox.pop()).flatten())
+                    .await;
+            }
+            if got.is_none() {
+                got = inbox.pop_wait().await;
+            }
+            let Some((p, _)) = got else {
                 return Err(ChannelError::Closed("sub", self.shared.name.clone()));
             };
             self.shared.check_queue_status();
@@ -605,6 +616,26 @@ impl<M: MessageType> SubChannel<M> {
     /// Number of pending messages.
     pub fn pending(&self) -> usize {
         self.shared.inbox.len()
+    }
+
+    /// How long a receive that finds nothing polls before it sleeps (default
+    /// [`BLOCKING_SPIN`](crate::BLOCKING_SPIN), 100 µs): a message that comes meanwhile
+    /// is taken without a thread wake-up. [`SubChannel::recv`] yields its thread
+    /// between polls, [`SubChannel::recv_async`] its runtime (which runs its other
+    /// tasks and polls its I/O). A channel stops spinning while it does not pay (after
+    /// a large message, a long batch, or spins that found nothing). `Duration::ZERO`
+    /// turns spinning off: less CPU, more latency.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_channels::{SubChannel, Text};
+    /// let ctx = yoton_core::Context::new().unwrap();
+    /// let sub = SubChannel::<Text>::new(&ctx, "spin-doc").unwrap();
+    /// sub.set_spin(Duration::ZERO);
+    /// assert_eq!(sub.recv_timeout(Duration::from_millis(1)).unwrap(), None);
+    /// ```
+    pub fn set_spin(&self, limit: Duration) {
+        self.shared.spinner.limit.set(limit);
     }
 
     /// Limit the queue to `max_len` messages; when full, `mode` says which one is

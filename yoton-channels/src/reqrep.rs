@@ -26,6 +26,7 @@ use crate::error::{ChannelError, Result};
 use crate::message::{MessageType, Object};
 use crate::object::{self, Value};
 use crate::queue::Inbox;
+use crate::spin::{AsyncSpin, SpinLimit};
 
 /// Offset of the dest_seq of control messages (`req?`, `req!`, `req-`).
 pub const REQREP_SEQ_REF: u64 = 1 << 63;
@@ -178,6 +179,8 @@ struct ReplyState {
 #[derive(Clone)]
 pub struct Reply {
     state: Arc<ReplyState>,
+    /// Awaited: the spin before it waits to be woken (see [`crate::spin`]).
+    spin: AsyncSpin,
 }
 
 impl std::fmt::Debug for Reply {
@@ -280,13 +283,6 @@ impl Reply {
         }
     }
 
-    async fn wait(&self, timeout: Option<Duration>) -> Option<Result<Value>> {
-        match timeout {
-            None => Some(self.clone().await),
-            Some(t) => tokio::time::timeout(t, self.clone()).await.ok(),
-        }
-    }
-
     fn block(&self, timeout: Duration) -> Result<Option<Result<Value>>> {
         let ch = self
             .state
@@ -296,10 +292,15 @@ impl Reply {
         // Always (not adaptive as a subscriber's): a caller waiting for a reply is
         // latency-bound, and over QUIC a reply can take a little longer than the spin,
         // which made an adaptive spinner give up (blocking call p50 84 -> 220 us).
-        if let Some(r) = crate::spin::spin(Some(timeout), || self.outcome()) {
+        let limit = timeout.min(ch.spin.get());
+        if let Some(r) = crate::spin::spin(limit, || self.outcome()) {
             return Ok(Some(r));
         }
-        Ok(ch.ctx.block_on("result", self.wait(Some(timeout)))?)
+        // Spun already (or on a runtime's thread, where it must not): sleep until woken.
+        let mut waiting = self.clone();
+        waiting.spin = AsyncSpin::new(Duration::ZERO);
+        let wait = async move { tokio::time::timeout(timeout, waiting).await.ok() };
+        Ok(ch.ctx.block_on("result", wait)?)
     }
 
     /// Wait up to `timeout` for the reply (blocking). Errors: `Timeout`, `Cancelled`,
@@ -352,6 +353,10 @@ impl Future for Reply {
         if let Some(r) = me.outcome() {
             return Poll::Ready(r);
         }
+        // Always (as a blocking wait): a caller waiting for a reply is latency-bound.
+        if me.spin.poll_spin(cx).is_pending() {
+            return Poll::Pending;
+        }
         {
             let mut wakers = me.state.wakers.lock();
             if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -378,6 +383,8 @@ struct ReqShared {
     last_replier: AtomicU64,
     inbox: Arc<Inbox>,
     wake: Arc<Wake>,
+    /// How long a wait for a reply spins.
+    spin: SpinLimit,
     closed: AtomicBool,
     guards: Mutex<Vec<SlotGuard>>,
 }
@@ -532,6 +539,7 @@ impl ReqChannel {
             last_replier: AtomicU64::new(0),
             inbox: Arc::new(Inbox::new()),
             wake: Arc::new(Wake::default()),
+            spin: SpinLimit::default(),
             closed: AtomicBool::new(false),
             guards: Mutex::new(Vec::new()),
         });
@@ -548,6 +556,30 @@ impl ReqChannel {
     /// Set the auto-cancel time-out of requests made from now on (default 10 s).
     pub fn set_default_timeout(&self, timeout: Duration) {
         *self.shared.default_timeout.lock() = timeout;
+    }
+
+    /// How long a wait for a reply polls before it sleeps, for calls made from now on
+    /// (default [`BLOCKING_SPIN`](crate::BLOCKING_SPIN), 100 µs): a reply that comes
+    /// meanwhile is taken without a thread wake-up. A blocking wait yields its thread
+    /// between polls, an awaited [`Reply`] its runtime (which runs its other tasks and
+    /// polls its I/O). `Duration::ZERO` turns spinning off: less CPU, more latency.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_channels::{RepChannel, RepMode, ReqChannel};
+    /// let (a, b) = (yoton_core::Context::new().unwrap(), yoton_core::Context::new().unwrap());
+    /// let req = ReqChannel::new(&a, "spin-doc").unwrap();
+    /// let rep = RepChannel::new(&b, "spin-doc").unwrap();
+    /// rep.handle("one", |(): ()| Ok::<_, String>(1));
+    /// rep.set_mode(RepMode::Task);
+    /// a.bind("inproc://spin-doc").unwrap();
+    /// b.connect("inproc://spin-doc", Duration::from_secs(1)).unwrap();
+    /// req.set_spin(Duration::ZERO); // sleep at once: for a caller that is not in a hurry
+    /// let reply = req.call("one", ()).unwrap();
+    /// assert_eq!(reply.result_as::<i64>(Duration::from_secs(5)).unwrap(), 1);
+    /// ```
+    pub fn set_spin(&self, limit: Duration) {
+        self.shared.spin.set(limit);
     }
 
     /// Direct mode (off by default): once a replier has answered, send the next
@@ -650,6 +682,7 @@ impl ReqChannel {
                 wakers: Mutex::new(Vec::new()),
                 channel: Arc::downgrade(&self.shared),
             }),
+            spin: AsyncSpin::new(self.shared.spin.get()),
         };
         self.shared.items.lock().insert(id, reply.clone());
         if direct_to == 0 {

@@ -1,6 +1,8 @@
 //! Helpers for the channel tests: contexts over real TCP on 127.0.0.1.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use yoton_core::Context;
@@ -40,4 +42,19 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A current-thread runtime that counts the times its thread went to sleep (parked
+/// with nothing to run, in `epoll_wait`).
+pub fn counting_runtime() -> (tokio::runtime::Runtime, Arc<AtomicUsize>) {
+    let parks = Arc::new(AtomicUsize::new(0));
+    let p = parks.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(move || {
+            p.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .unwrap();
+    (rt, parks)
 }
