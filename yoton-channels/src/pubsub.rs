@@ -544,10 +544,7 @@ impl<M: MessageType> SubChannel<M> {
         let inbox = &self.shared.inbox;
         // Spin once, then sleep until a message comes (again after one that does not
         // decode).
-        let mut spun = self
-            .shared
-            .spinner
-            .spin(timeout, || inbox.may_have().then(|| inbox.pop()).flatten());
+        let mut spun = self.shared.spinner.spin(timeout, || inbox.poll_pop());
         loop {
             let got = match spun.take() {
                 Some(p) => Some(p),
@@ -575,9 +572,7 @@ impl<M: MessageType> SubChannel<M> {
             // As `recv`: take one that is there, else spin (yielding), else wait.
             let mut got = inbox.pop();
             if got.is_none() {
-                got = (self.shared.spinner)
-                    .spin_async(|| inbox.may_have().then(|| inbox.pop()).flatten())
-                    .await;
+                got = self.shared.spinner.spin_async(|| inbox.poll_pop()).await;
             }
             if got.is_none() {
                 got = inbox.pop_wait().await;

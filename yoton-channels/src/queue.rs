@@ -195,6 +195,12 @@ impl Inbox {
         x
     }
 
+    /// [`Inbox::pop`], without taking the lock when nothing is queued: what a spinning
+    /// receive polls.
+    pub(crate) fn poll_pop(&self) -> Option<(Package, u64)> {
+        self.may_have().then(|| self.pop()).flatten()
+    }
+
     /// Everything queued, as the runs themselves (no package is moved), and how many
     /// packages they hold; hand the runs back with [`Inbox::recycle`] once emptied.
     pub(crate) fn take_all(&self) -> (VecDeque<Run>, usize) {
