@@ -149,36 +149,24 @@ pub(crate) fn put_header(
     }
 }
 
-/// Bytes masked per step: a block the compiler turns into vector XORs.
-const MASK_BLOCK: usize = 64;
-
 /// XOR `data` with the masking key, `data` starting at byte `offset` of the payload:
-/// 64-byte blocks, then 8-byte words, then single bytes (blocks and words keep the
-/// key lined up).
+/// 64-bit words (eight at a time, which the compiler turns into vector XORs), then
+/// single bytes; words keep the key lined up.
 pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     // The key as it lines up with `data`: rotated by the offset.
     let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
-    let mut rest = data;
-    if rest.len() >= MASK_BLOCK {
-        let mut pattern = [0u8; MASK_BLOCK];
-        for c in pattern.chunks_exact_mut(4) {
-            c.copy_from_slice(&word.to_le_bytes());
-        }
-        let mut blocks = rest.chunks_exact_mut(MASK_BLOCK);
-        for block in &mut blocks {
-            for (b, k) in block.iter_mut().zip(&pattern) {
-                *b ^= k;
-            }
-        }
-        rest = blocks.into_remainder();
-    }
     let wide = u64::from(word) | (u64::from(word) << 32);
-    let mut words = rest.chunks_exact_mut(8);
-    for c in &mut words {
+    let xor = |c: &mut [u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
         c.copy_from_slice(&(u64::from_le_bytes(w) ^ wide).to_le_bytes());
+    };
+    let mut blocks = data.chunks_exact_mut(64);
+    for block in &mut blocks {
+        block.chunks_exact_mut(8).for_each(xor);
     }
+    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    (&mut words).for_each(xor);
     for (b, k) in words
         .into_remainder()
         .iter_mut()
@@ -196,6 +184,8 @@ pub(crate) struct Deframer {
     max: usize,
     /// The payload so far of a fragmented binary message.
     partial: Option<BytesMut>,
+    /// Where the messages of a [`Deframer::binary_run`] are (kept for its room).
+    spans: Vec<(usize, usize)>,
 }
 
 impl Deframer {
@@ -204,6 +194,7 @@ impl Deframer {
             side,
             max,
             partial: None,
+            spans: Vec::new(),
         }
     }
 
@@ -251,6 +242,45 @@ impl Deframer {
                 return Ok(Some(event));
             }
         }
+    }
+
+    /// Take the whole, unfragmented binary frames at the front of `buf`, unmasked, into
+    /// `out` until it holds `max` messages: one pass over their headers, then one cut
+    /// of `buf` that all their payloads are slices of (a byte stream's read is decoded
+    /// the same way). Stops at anything else (a control frame, a fragment, an
+    /// incomplete frame, a broken rule), which [`Deframer::next`] then takes, or
+    /// reports, after the messages before it.
+    pub(crate) fn binary_run(&mut self, buf: &mut BytesMut, out: &mut Vec<Bytes>, max: usize) {
+        if self.partial.is_some() {
+            return;
+        }
+        let mut at = 0usize;
+        let mut spans = std::mem::take(&mut self.spans);
+        while out.len() + spans.len() < max {
+            let Some(rest) = buf.get_mut(at..) else { break };
+            let Ok(Some(h)) = parse_header(rest) else {
+                break;
+            };
+            if h.opcode != op::BINARY || !h.fin || self.check(&h).is_err() {
+                break;
+            }
+            // `check` bounds the length by the message limit (a usize).
+            let len = usize::try_from(h.len).unwrap_or(usize::MAX);
+            let total = h.size.saturating_add(len);
+            let Some(frame) = rest.get_mut(h.size..total) else {
+                break;
+            };
+            if let Some(key) = h.mask {
+                apply_mask(frame, key, 0);
+            }
+            spans.push((at + h.size, at + total));
+            at += total;
+        }
+        if at > 0 {
+            let run = buf.split_to(at).freeze();
+            out.extend(spans.drain(..).map(|(a, b)| run.slice(a..b)));
+        }
+        self.spans = spans;
     }
 
     /// The rules that a header alone can break.
@@ -547,6 +577,37 @@ mod tests {
         }
     }
 
+    /// A run stops before a frame that breaks a rule: the messages before it come
+    /// out, and the frame's error comes from `next`; a run takes no more than asked.
+    #[test]
+    fn a_binary_run_stops_at_a_broken_rule_and_at_its_limit() {
+        let key = Some([9, 8, 7, 6]);
+        let mut wire = BytesMut::new();
+        for body in [&b"one"[..], b"two", b"three"] {
+            wire.extend_from_slice(&frame(op::BINARY, true, body, key));
+        }
+        let mut d = Deframer::new(Side::Server, 1 << 20);
+        let mut out = Vec::new();
+        d.binary_run(&mut wire, &mut out, 2);
+        assert_eq!(out, [&b"one"[..], b"two"]);
+        wire.extend_from_slice(&frame(op::BINARY, true, b"bare", None));
+        d.binary_run(&mut wire, &mut out, 10);
+        assert_eq!(out, [&b"one"[..], b"two", b"three"]);
+        let e = d.next(&mut wire).unwrap_err();
+        assert!(e.to_string().contains("unmasked"), "{e}");
+
+        let mut wire = frame(op::BINARY, true, b"small", key);
+        wire.extend_from_slice(&frame(op::BINARY, true, &[0; 200], key));
+        let mut d = Deframer::new(Side::Server, 100);
+        let mut out = Vec::new();
+        d.binary_run(&mut wire, &mut out, 10);
+        assert_eq!(out, [&b"small"[..]]);
+        assert!(matches!(
+            d.next(&mut wire),
+            Err(FrameError::TooLarge { size: 200, .. })
+        ));
+    }
+
     /// Random messages, some fragmented with pings between the fragments, masked
     /// with random keys, fed to the deframer in random pieces: the messages come
     /// out whole and in order, the pings in place.
@@ -592,8 +653,17 @@ mod tests {
                 let n = (rng.below(3000) + 1).min(rest.len());
                 buf.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
-                while let Some(e) = d.next(&mut buf).unwrap() {
-                    got.push(e);
+                loop {
+                    // Half of the time, runs of whole binary frames first.
+                    if rng.below(2) == 0 {
+                        let mut run = Vec::new();
+                        d.binary_run(&mut buf, &mut run, rng.below(5) + 1);
+                        got.extend(run.into_iter().map(Event::Binary));
+                    }
+                    match d.next(&mut buf).unwrap() {
+                        Some(e) => got.push(e),
+                        None => break,
+                    }
                 }
             }
             assert_eq!(got, expected, "round {round}");

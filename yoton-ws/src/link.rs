@@ -188,6 +188,10 @@ impl MessageReader for WsReader {
         let start = out.len();
         loop {
             while out.len() < max {
+                self.deframer.binary_run(self.buf.buf(), out, max);
+                if out.len() >= max {
+                    break;
+                }
                 match self.step() {
                     None => break,
                     Some(Ok(m)) => out.push(m),
@@ -263,6 +267,23 @@ struct WsWriter {
 }
 
 impl WsWriter {
+    /// Add one frame with a small payload (at most [`WRITE_AT`]) to the batch, masked
+    /// on the client side; no write. The frames of a run of small packages go in
+    /// this way, without an await per frame.
+    fn small_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), LinkError> {
+        let key = match self.masks.as_mut() {
+            Some(masks) => Some(masks.next()?),
+            None => None,
+        };
+        put_header(&mut self.batch, opcode, true, payload.len(), key);
+        let at = self.batch.len();
+        self.batch.extend_from_slice(payload);
+        if let (Some(key), Some(added)) = (key, self.batch.get_mut(at..)) {
+            apply_mask(added, key, 0);
+        }
+        Ok(())
+    }
+
     /// Add one frame whose payload is `parts` one after the other.
     async fn frame(&mut self, opcode: u8, parts: &[&[u8]]) -> Result<(), LinkError> {
         let len = parts.iter().map(|p| p.len()).sum();
@@ -342,7 +363,10 @@ impl MessageWriter for WsWriter {
                 OutMessage::Whole(m) => self.frame(op::BINARY, &[m.as_ref()]).await?,
                 OutMessage::Packages(run) => {
                     for p in packages_in(run) {
-                        self.frame(op::BINARY, &[p]).await?;
+                        self.small_frame(op::BINARY, p)?;
+                        if self.batch.len() >= WRITE_AT {
+                            self.write().await?;
+                        }
                     }
                 }
             }
