@@ -47,6 +47,7 @@ pub mod handshake;
 pub mod hash;
 pub mod inproc;
 pub mod link;
+pub mod lowat;
 pub mod messages;
 mod outbox;
 pub mod package;

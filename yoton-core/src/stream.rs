@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::codec::PackageCodec;
 use crate::handshake::{self, HandshakeError, Hello};
 use crate::link::{Endpoint, Link, LinkError, LinkReader, LinkWriter, Outgoing, ReadBatch};
+use crate::lowat::LowWater;
 use crate::package::{Frame, HEADER_SIZE};
 use crate::readbuf::{ReadBuffer, READ_BUFFER};
 
@@ -27,8 +28,46 @@ const MAX_IOV: usize = 64;
 /// (median of 6 pairs); at most 1 MiB per call, 3.7-3.9 GB/s (512 KiB: 3.4, 2 MiB: 3.4).
 pub const MAX_WRITE: usize = 1 << 20;
 
+/// The reading half of a byte stream, as a transport hands it over.
+///
+/// ```
+/// use yoton_core::stream::{BoxRead, StreamRead};
+///
+/// let (a, _b) = tokio::io::duplex(64);
+/// let (reader, _writer) = tokio::io::split(a);
+/// let boxed: BoxRead = Box::new(reader);
+/// assert!(!boxed.set_recv_lowat(4096)); // a pipe has no low-water mark
+/// ```
+pub trait StreamRead: AsyncRead + Send + Unpin {
+    /// Ask that a read wait until `bytes` can be taken at once (1: as soon as
+    /// anything arrived), true when the stream did. Readers ask while a large frame
+    /// streams in, never for more than it still lacks (see
+    /// [`LowWater`]). A TCP socket sets `SO_RCVLOWAT`;
+    /// other streams ignore it, TLS among them (what arrives encrypted does not
+    /// match what is read, and the TLS layer may hold decrypted bytes already).
+    fn set_recv_lowat(&self, _bytes: usize) -> bool {
+        false
+    }
+}
+
+impl StreamRead for tokio::net::tcp::OwnedReadHalf {
+    fn set_recv_lowat(&self, bytes: usize) -> bool {
+        crate::lowat::set_tcp(self.as_ref(), bytes)
+    }
+}
+
+impl<T: AsyncRead + Send> StreamRead for tokio::io::ReadHalf<T> {}
+
+impl StreamRead for tokio::io::DuplexStream {}
+
+impl<T: StreamRead + ?Sized> StreamRead for Box<T> {
+    fn set_recv_lowat(&self, bytes: usize) -> bool {
+        (**self).set_recv_lowat(bytes)
+    }
+}
+
 /// Boxed reading half of a byte stream.
-pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub type BoxRead = Box<dyn StreamRead>;
 /// Boxed writing half of a byte stream.
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -101,6 +140,7 @@ pub async fn establish_stream(
             io: raw.reader,
             buf: ReadBuffer::new(buf),
             codec: PackageCodec::new(max_message_size),
+            low_water: LowWater::default(),
         }),
         writer: Box::new(StreamWriter {
             io: raw.writer,
@@ -119,10 +159,11 @@ pub struct StreamReader<R> {
     io: R,
     buf: ReadBuffer,
     codec: PackageCodec,
+    low_water: LowWater,
 }
 
 #[async_trait]
-impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
+impl<R: StreamRead + 'static> LinkReader for StreamReader<R> {
     async fn read_frames(&mut self, out: &mut ReadBatch) -> Result<(), LinkError> {
         loop {
             self.codec.decode_with(self.buf.buf(), |f| out.push(f))?;
@@ -138,6 +179,7 @@ impl<R: AsyncRead + Send + Unpin + 'static> LinkReader for StreamReader<R> {
                 }
                 None => self.buf.make_room(),
             }
+            self.low_water.before_read(&self.io, large);
             let n = self.io.read_buf(self.buf.buf()).await?;
             if n == 0 {
                 return Err(LinkError::Eof);

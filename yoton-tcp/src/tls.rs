@@ -61,7 +61,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use yoton_core::stream::RawStream;
+use yoton_core::stream::{RawStream, StreamRead};
 use yoton_core::transport::{
     Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
 };
@@ -770,6 +770,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for TlsReader<R> {
         }
     }
 }
+
+/// No low-water mark under TLS (see [`StreamRead::set_recv_lowat`]).
+impl<R: AsyncRead + Send + Unpin> StreamRead for TlsReader<R> {}
 
 /// A TLS stream as the byte stream core expects.
 fn raw_stream<S>(tls: S, local: Endpoint, peer: Endpoint) -> RawStream

@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yoton_core::connection::STOP_EOF;
+use yoton_core::lowat::LowWater;
 use yoton_core::messages::{packages_in, MessageReader, MessageWriter, OutMessage, RawMessages};
 use yoton_core::readbuf::ReadBuffer;
 use yoton_core::stream::{write_segments, BoxRead, BoxWrite, COPY_THRESHOLD};
@@ -71,6 +72,7 @@ pub(crate) fn raw_messages(
             budget: Some(budget),
             max_message,
             pong: pong.clone(),
+            low_water: LowWater::default(),
         }),
         writer: Box::new(WsWriter {
             io: w,
@@ -96,6 +98,7 @@ struct WsReader {
     budget: Option<u64>,
     max_message: usize,
     pong: Pong,
+    low_water: LowWater,
 }
 
 impl WsReader {
@@ -129,13 +132,15 @@ impl WsReader {
 
     /// Read more (cancel-safe: a read that did not finish took nothing).
     async fn fill(&mut self) -> Result<(), LinkError> {
-        match self.deframer.large_frame_room(self.buf.buf()) {
+        let large = self.deframer.large_frame_room(self.buf.buf());
+        match large {
             Some(missing) => {
                 let size = self.buf.len() + missing;
                 self.buf.make_room_for_frame(missing, size);
             }
             None => self.buf.make_room(),
         }
+        self.low_water.before_read(&self.io, large);
         let n = match self.io.read_buf(self.buf.buf()).await {
             Ok(n) => n,
             // TLS without its close_notify: the peer vanished, as over plain TCP.
