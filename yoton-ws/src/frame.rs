@@ -176,6 +176,13 @@ pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// Where a frame with header `h` ends, counted from its start (`check` bounds the
+/// length by the message limit, a usize).
+fn frame_end(h: &Header) -> usize {
+    h.size
+        .saturating_add(usize::try_from(h.len).unwrap_or(usize::MAX))
+}
+
 /// Takes whole messages off the front of a read buffer.
 #[derive(Debug)]
 pub(crate) struct Deframer {
@@ -184,8 +191,6 @@ pub(crate) struct Deframer {
     max: usize,
     /// The payload so far of a fragmented binary message.
     partial: Option<BytesMut>,
-    /// Where the messages of a [`Deframer::binary_run`] are (kept for its room).
-    spans: Vec<(usize, usize)>,
 }
 
 impl Deframer {
@@ -194,7 +199,6 @@ impl Deframer {
             side,
             max,
             partial: None,
-            spans: Vec::new(),
         }
     }
 
@@ -227,9 +231,7 @@ impl Deframer {
                 return Ok(None);
             };
             self.check(&h)?;
-            // `check` bounds the length by the message limit (a usize).
-            let len = usize::try_from(h.len).unwrap_or(usize::MAX);
-            let total = h.size.saturating_add(len);
+            let total = frame_end(&h);
             if buf.len() < total {
                 return Ok(None);
             }
@@ -245,18 +247,17 @@ impl Deframer {
     }
 
     /// Take the whole, unfragmented binary frames at the front of `buf`, unmasked, into
-    /// `out` until it holds `max` messages: one pass over their headers, then one cut
-    /// of `buf` that all their payloads are slices of (a byte stream's read is decoded
-    /// the same way). Stops at anything else (a control frame, a fragment, an
-    /// incomplete frame, a broken rule), which [`Deframer::next`] then takes, or
-    /// reports, after the messages before it.
+    /// `out` until it holds `max` messages: one pass over their headers (checking and
+    /// unmasking), then one cut of `buf` that all their payloads are slices of, as a
+    /// byte stream's read is decoded (`PackageCodec::decode_with`). Stops at anything
+    /// else (a control frame, a fragment, an incomplete frame, a broken rule), which
+    /// [`Deframer::next`] then takes, or reports, after the messages before it.
     pub(crate) fn binary_run(&mut self, buf: &mut BytesMut, out: &mut Vec<Bytes>, max: usize) {
         if self.partial.is_some() {
             return;
         }
-        let mut at = 0usize;
-        let mut spans = std::mem::take(&mut self.spans);
-        while out.len() + spans.len() < max {
+        let (mut at, mut frames) = (0usize, 0usize);
+        while out.len() + frames < max {
             let Some(rest) = buf.get_mut(at..) else { break };
             let Ok(Some(h)) = parse_header(rest) else {
                 break;
@@ -264,23 +265,25 @@ impl Deframer {
             if h.opcode != op::BINARY || !h.fin || self.check(&h).is_err() {
                 break;
             }
-            // `check` bounds the length by the message limit (a usize).
-            let len = usize::try_from(h.len).unwrap_or(usize::MAX);
-            let total = h.size.saturating_add(len);
-            let Some(frame) = rest.get_mut(h.size..total) else {
+            let Some(frame) = rest.get_mut(h.size..frame_end(&h)) else {
                 break;
             };
             if let Some(key) = h.mask {
                 apply_mask(frame, key, 0);
             }
-            spans.push((at + h.size, at + total));
-            at += total;
+            at += frame_end(&h);
+            frames += 1;
         }
-        if at > 0 {
-            let run = buf.split_to(at).freeze();
-            out.extend(spans.drain(..).map(|(a, b)| run.slice(a..b)));
+        if at == 0 {
+            return;
         }
-        self.spans = spans;
+        // Then the payloads, cut from one frozen chunk (the headers were checked above).
+        let run = buf.split_to(at).freeze();
+        let mut pos = 0;
+        while let Some(Ok(Some(h))) = run.get(pos..).map(parse_header) {
+            out.push(run.slice(pos + h.size..pos + frame_end(&h)));
+            pos += frame_end(&h);
+        }
     }
 
     /// The rules that a header alone can break.

@@ -259,6 +259,16 @@ impl Masks {
     }
 }
 
+/// Append `piece`, the part of a frame's payload at `offset`, masked with `key` when
+/// there is one.
+fn put_payload(batch: &mut BytesMut, piece: &[u8], key: Option<[u8; 4]>, offset: usize) {
+    let at = batch.len();
+    batch.extend_from_slice(piece);
+    if let (Some(key), Some(added)) = (key, batch.get_mut(at..)) {
+        apply_mask(added, key, offset);
+    }
+}
+
 /// The sending half: one binary frame per package.
 struct WsWriter {
     io: BoxWrite,
@@ -272,43 +282,32 @@ struct WsWriter {
 }
 
 impl WsWriter {
-    /// Add one frame with a small payload (at most [`WRITE_AT`]) to the batch, masked
-    /// on the client side; no write. The frames of a run of small packages go in
-    /// this way, without an await per frame.
+    /// The next frame's masking key: a client's, or none for a server.
+    fn key(&mut self) -> Result<Option<[u8; 4]>, LinkError> {
+        self.masks.as_mut().map(Masks::next).transpose()
+    }
+
+    /// Add one frame with a small payload (at most [`WRITE_AT`]) to the batch; no
+    /// write. The frames of a run of small packages go in this way, without an await
+    /// per frame.
     fn small_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), LinkError> {
-        let key = match self.masks.as_mut() {
-            Some(masks) => Some(masks.next()?),
-            None => None,
-        };
+        let key = self.key()?;
         put_header(&mut self.batch, opcode, true, payload.len(), key);
-        let at = self.batch.len();
-        self.batch.extend_from_slice(payload);
-        if let (Some(key), Some(added)) = (key, self.batch.get_mut(at..)) {
-            apply_mask(added, key, 0);
-        }
+        put_payload(&mut self.batch, payload, key, 0);
         Ok(())
     }
 
-    /// Add one frame whose payload is `parts` one after the other.
+    /// Add one frame whose payload is `parts` one after the other, writing whenever
+    /// [`WRITE_AT`] bytes are put together (a client masks in [`MASK_CHUNK`] pieces, so
+    /// a large message never has a masked copy of its own).
     async fn frame(&mut self, opcode: u8, parts: &[&[u8]]) -> Result<(), LinkError> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let Some(masks) = self.masks.as_mut() else {
-            put_header(&mut self.batch, opcode, true, len, None);
-            for p in parts {
-                self.batch.extend_from_slice(p);
-            }
-            return Ok(());
-        };
-        let key = masks.next()?;
-        put_header(&mut self.batch, opcode, true, len, Some(key));
+        let key = self.key()?;
+        put_header(&mut self.batch, opcode, true, len, key);
         let mut offset = 0;
         for p in parts {
             for piece in p.chunks(MASK_CHUNK) {
-                let at = self.batch.len();
-                self.batch.extend_from_slice(piece);
-                if let Some(added) = self.batch.get_mut(at..) {
-                    apply_mask(added, key, offset);
-                }
+                put_payload(&mut self.batch, piece, key, offset);
                 offset += piece.len();
                 if self.batch.len() >= WRITE_AT {
                     self.write().await?;
@@ -546,7 +545,6 @@ mod tests {
         }
     }
 
-    /// Our close sends a close frame with code 1000 that tungstenite reads as such.
     /// Keys differ from frame to frame, across a new seed too, and two connections
     /// get different keys.
     #[test]
@@ -571,6 +569,7 @@ mod tests {
         assert_ne!(other[..], keys[..100]);
     }
 
+    /// Our close sends a close frame with code 1000 that tungstenite reads as such.
     #[tokio::test]
     async fn close_sends_a_normal_close_frame() {
         let (mut ours, mut theirs) = pair(Side::Client).await;
