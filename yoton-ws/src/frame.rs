@@ -8,6 +8,8 @@
 //! masking by clients only, continuation frames only inside a message, the message
 //! size limit as soon as a header announces too much.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Opcodes (RFC 6455 section 5.2).
@@ -149,17 +151,28 @@ pub(crate) fn put_header(
     }
 }
 
+/// The masking key as it lines up with payload byte `offset` (rotated by the offset),
+/// as a 32-bit word and twice over as a 64-bit one.
+fn key_words(key: [u8; 4], offset: usize) -> (u32, u64) {
+    let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
+    (word, u64::from(word) | (u64::from(word) << 32))
+}
+
+/// One 8-byte word XORed with the key.
+fn masked_word(w: &[u8], wide: u64) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(w);
+    (u64::from_le_bytes(a) ^ wide).to_le_bytes()
+}
+
 /// XOR `data` with the masking key, `data` starting at byte `offset` of the payload:
 /// 64-bit words (eight at a time, which the compiler turns into vector XORs), then
 /// single bytes; words keep the key lined up.
 pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
-    // The key as it lines up with `data`: rotated by the offset.
-    let word = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
-    let wide = u64::from(word) | (u64::from(word) << 32);
+    let (word, wide) = key_words(key, offset);
     let xor = |c: &mut [u8]| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u64::from_le_bytes(w) ^ wide).to_le_bytes());
+        let m = masked_word(c, wide);
+        c.copy_from_slice(&m);
     };
     let mut blocks = data.chunks_exact_mut(64);
     for block in &mut blocks {
@@ -174,6 +187,53 @@ pub(crate) fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
     {
         *b ^= k;
     }
+}
+
+/// Append `src` masked with `key` (`src` starting at byte `offset` of the payload) to
+/// `dst` in one pass: read, XOR, write into `dst`'s spare room. Copying first and
+/// masking in place took twice as long (64 KiB pieces in the cache: 20 against
+/// 42 GB/s; 64-byte payloads: 3.7 against 1.5 ns).
+pub(crate) fn put_masked(dst: &mut BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    let (word, wide) = key_words(key, offset);
+    dst.reserve(src.len());
+    let n = src.len();
+    let at = dst.len();
+    // After `reserve`, all of `src` fits (else: copy, then mask in place).
+    let Some(spare) = dst.spare_capacity_mut().get_mut(..n) else {
+        dst.extend_from_slice(src);
+        if let Some(added) = dst.get_mut(at..) {
+            apply_mask(added, key, offset);
+        }
+        return;
+    };
+    let put = |d: &mut [MaybeUninit<u8>], s: &[u8]| {
+        for (x, y) in d.iter_mut().zip(masked_word(s, wide)) {
+            x.write(y);
+        }
+    };
+    let (mut db, mut sb) = (spare.chunks_exact_mut(64), src.chunks_exact(64));
+    for (d, s) in (&mut db).zip(&mut sb) {
+        d.chunks_exact_mut(8)
+            .zip(s.chunks_exact(8))
+            .for_each(|(d, s)| put(d, s));
+    }
+    let (mut dw, mut sw) = (
+        db.into_remainder().chunks_exact_mut(8),
+        sb.remainder().chunks_exact(8),
+    );
+    (&mut dw).zip(&mut sw).for_each(|(d, s)| put(d, s));
+    for ((x, y), k) in dw
+        .into_remainder()
+        .iter_mut()
+        .zip(sw.remainder())
+        .zip(word.to_le_bytes().into_iter().cycle())
+    {
+        x.write(y ^ k);
+    }
+    // SAFETY: `spare` and `src` are both `n` long, and the 64-byte blocks, then the
+    // 8-byte words of the rest, then its last bytes wrote every byte of `spare`: the
+    // first `n` bytes of the spare room are initialized.
+    unsafe { dst.set_len(at + n) };
 }
 
 /// Where a frame with header `h` ends, counted from its start (`check` bounds the
@@ -191,6 +251,9 @@ pub(crate) struct Deframer {
     max: usize,
     /// The payload so far of a fragmented binary message.
     partial: Option<BytesMut>,
+    /// Bytes of the payload of the frame at the front of the buffer that are unmasked
+    /// already (see [`Deframer::unmask_arrived`]).
+    unmasked: usize,
 }
 
 impl Deframer {
@@ -199,6 +262,7 @@ impl Deframer {
             side,
             max,
             partial: None,
+            unmasked: 0,
         }
     }
 
@@ -214,6 +278,35 @@ impl Deframer {
         let len = usize::try_from(h.len).ok()?;
         (len > RESERVE_ABOVE && len <= self.max)
             .then(|| h.size.saturating_add(len).saturating_sub(buf.len()))
+    }
+
+    /// Unmask what has arrived of a large masked frame at the front of `buf` (one
+    /// with an allocation of its own, see [`RESERVE_ABOVE`]), while it is in the cache
+    /// and the rest is on its way, rather than all of it once it is complete (256 MiB
+    /// took tens of milliseconds after the last byte was in). Frames that break a
+    /// rule are left to [`Deframer::next`] to report.
+    pub(crate) fn unmask_arrived(&mut self, buf: &mut BytesMut) {
+        let Ok(Some(h)) = parse_header(buf) else {
+            return;
+        };
+        let Some(key) = h.mask else { return };
+        if h.len <= RESERVE_ABOVE as u64 || self.check(&h).is_err() {
+            return;
+        }
+        let end = buf.len().min(frame_end(&h));
+        if let Some(arrived) = buf.get_mut(h.size + self.unmasked..end) {
+            apply_mask(arrived, key, self.unmasked);
+            self.unmasked += arrived.len();
+        }
+    }
+
+    /// Unmask the payload of the frame at the front of the buffer, but for what
+    /// [`Deframer::unmask_arrived`] did already.
+    fn unmask_front(&mut self, payload: &mut [u8], key: [u8; 4]) {
+        let done = std::mem::take(&mut self.unmasked);
+        if let Some(rest) = payload.get_mut(done..) {
+            apply_mask(rest, key, done);
+        }
     }
 
     /// Bytes of a fragmented message held so far.
@@ -238,7 +331,7 @@ impl Deframer {
             let mut frame = buf.split_to(total);
             frame.advance(h.size);
             if let Some(key) = h.mask {
-                apply_mask(&mut frame, key, 0);
+                self.unmask_front(&mut frame, key);
             }
             if let Some(event) = self.take(h, frame)? {
                 return Ok(Some(event));
@@ -269,7 +362,11 @@ impl Deframer {
                 break;
             };
             if let Some(key) = h.mask {
-                apply_mask(frame, key, 0);
+                if at == 0 {
+                    self.unmask_front(frame, key);
+                } else {
+                    apply_mask(frame, key, 0);
+                }
             }
             at += frame_end(&h);
             frames += 1;
@@ -449,6 +546,11 @@ mod tests {
                     .map(|(i, b)| b ^ key[(i + offset) % 4])
                     .collect();
                 assert_eq!(fast, slow, "offset {offset} len {len}");
+                // Masked as it is appended, after what the buffer holds already.
+                let mut put = BytesMut::from(&b"head"[..]);
+                put_masked(&mut put, &data[..len], key, offset);
+                assert_eq!(&put[..4], b"head");
+                assert_eq!(put[4..], slow[..], "put_masked: offset {offset} len {len}");
             }
         }
     }
@@ -612,8 +714,9 @@ mod tests {
     }
 
     /// Random messages, some fragmented with pings between the fragments, masked
-    /// with random keys, fed to the deframer in random pieces: the messages come
-    /// out whole and in order, the pings in place.
+    /// with random keys, fed to the deframer in random pieces (large frames unmasked
+    /// as far as they came, now and then): the messages come out whole and in order,
+    /// the pings in place.
     #[test]
     fn random_streams_in_random_pieces_round_trip() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -656,6 +759,10 @@ mod tests {
                 let n = (rng.below(3000) + 1).min(rest.len());
                 buf.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
+                // Half of the time, a large frame is unmasked as far as it came.
+                if rng.below(2) == 0 {
+                    d.unmask_arrived(&mut buf);
+                }
                 loop {
                     // Half of the time, runs of whole binary frames first.
                     if rng.below(2) == 0 {

@@ -22,7 +22,7 @@ use yoton_core::readbuf::ReadBuffer;
 use yoton_core::stream::{write_segments, BoxRead, BoxWrite, COPY_THRESHOLD};
 use yoton_core::{Endpoint, LinkError};
 
-use crate::frame::{apply_mask, close_body, op, put_header, Deframer, Event, FrameError, Side};
+use crate::frame::{close_body, op, put_header, put_masked, Deframer, Event, FrameError, Side};
 use crate::io::{Io, PRE_HANDSHAKE_BUDGET};
 
 /// Reason sent in the close frame after a goodbye.
@@ -152,6 +152,7 @@ impl WsReader {
         }
         let in_large_frame = self.deframer.large_frame_room(self.buf.buf()).is_some();
         self.buf.read(n, in_large_frame);
+        self.deframer.unmask_arrived(self.buf.buf());
         if let Some(left) = self.budget {
             self.budget = Some(left.checked_sub(n as u64).ok_or_else(|| {
                 LinkError::Other(format!(
@@ -262,10 +263,9 @@ impl Masks {
 /// Append `piece`, the part of a frame's payload at `offset`, masked with `key` when
 /// there is one.
 fn put_payload(batch: &mut BytesMut, piece: &[u8], key: Option<[u8; 4]>, offset: usize) {
-    let at = batch.len();
-    batch.extend_from_slice(piece);
-    if let (Some(key), Some(added)) = (key, batch.get_mut(at..)) {
-        apply_mask(added, key, offset);
+    match key {
+        Some(key) => put_masked(batch, piece, key, offset),
+        None => batch.extend_from_slice(piece),
     }
 }
 
