@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh                 every target for 600 s
 #   scripts/fuzz.sh SECONDS         every target for SECONDS
 #   scripts/fuzz.sh smoke           every target for 10 s (what CI runs)
-#   scripts/fuzz.sh SECONDS T...    only the targets T... (codec object handshake address)
+#   scripts/fuzz.sh SECONDS T...    only the targets T... (codec object handshake address ws_deframe)
 #
 # Installs cargo-fuzz when it is missing. On a stable toolchain cargo-fuzz needs nightly
 # flags (-Zsanitizer=address): RUSTC_BOOTSTRAP=1 allows them. Prints the executions and
@@ -26,7 +26,7 @@ case "${1:-}" in
     *) secs=$1; shift ;;
 esac
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec object handshake address)
+[ ${#targets[@]} -gt 0 ] || targets=(codec object handshake address ws_deframe)
 
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -64,6 +64,12 @@ if [ ! -d fuzz/corpus/handshake ]; then
     seed handshake auth '\x02YOTON!0123456789abcdef.42+auth:000102030405060708090a0b0c0d0e0f\r\nAUTH 000102030405060708090a0b0c0d0e0f 000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f\r\n'
     seed handshake authc '\x03YOTON!0123456789abcdef.42+auth:000102030405060708090a0b0c0d0e0f\r\nAUTH-OK 000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f\r\n'
     seed handshake http '\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n'
+fi
+if [ ! -d fuzz/corpus/ws_deframe ]; then
+    # byte 0: side (bit 0: server) and size limit, byte 1: pieces seed, then frames
+    seed ws_deframe masked '\x0b\x05\x82\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89\x81\x01\x02\x03\x04\x71'
+    seed ws_deframe fragments '\x0a\x09\x02\x03abc\x89\x01p\x00\x03def\x80\x01g\x8a\x00\x88\x05\x03\xe9bye'
+    seed ws_deframe long '\x0a\x02\x82\x7e\x00\x80xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\x81\x01t'
 fi
 if [ ! -d fuzz/corpus/address ]; then
     seed address name 'tcp://localhost:test+2/path'

@@ -254,6 +254,8 @@ pub(crate) struct Deframer {
     /// Bytes of the payload of the frame at the front of the buffer that are unmasked
     /// already (see [`Deframer::unmask_arrived`]).
     unmasked: usize,
+    /// Frames above this size are unmasked as they arrive ([`RESERVE_ABOVE`]).
+    unmask_above: usize,
 }
 
 impl Deframer {
@@ -263,7 +265,16 @@ impl Deframer {
             max,
             partial: None,
             unmasked: 0,
+            unmask_above: RESERVE_ABOVE,
         }
+    }
+
+    /// Unmask frames above `n` bytes as they arrive (the fuzz target's inputs are
+    /// smaller than [`RESERVE_ABOVE`]).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn unmask_ahead_above(mut self, n: usize) -> Self {
+        self.unmask_above = n;
+        self
     }
 
     /// Change the message size limit (lifted after the Yoton handshake).
@@ -290,7 +301,7 @@ impl Deframer {
             return;
         };
         let Some(key) = h.mask else { return };
-        if h.len <= RESERVE_ABOVE as u64 || self.check(&h).is_err() {
+        if h.len <= self.unmask_above as u64 || self.check(&h).is_err() {
             return;
         }
         let end = buf.len().min(frame_end(&h));

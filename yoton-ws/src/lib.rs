@@ -102,6 +102,9 @@
 
 mod client;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod link;
 mod server;
