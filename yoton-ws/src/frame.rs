@@ -291,6 +291,11 @@ impl Deframer {
             .then(|| h.size.saturating_add(len).saturating_sub(buf.len()))
     }
 
+    /// Whether frames arrive masked (at a server).
+    pub(crate) fn unmasks(&self) -> bool {
+        self.side == Side::Server
+    }
+
     /// Unmask what has arrived of a large masked frame at the front of `buf` (one
     /// with an allocation of its own, see [`RESERVE_ABOVE`]), while it is in the cache
     /// and the rest is on its way, rather than all of it once it is complete (256 MiB
