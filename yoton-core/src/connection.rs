@@ -787,10 +787,14 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
     // A sender is streaming (the last write was full, or the queue refilled while
     // it was being written): a few more microseconds make the next write fuller.
     let mut streaming = false;
+    let mut linger = Linger::default();
     loop {
         conn.with_queue(|q| q.take(&mut batch));
         if streaming {
             top_up(&conn, &mut batch);
+        }
+        if batch.is_empty() && linger.wanted() {
+            linger.caught(linger_for(&conn, &mut batch).await);
         }
         if batch.is_empty() {
             let notified = shared.wake_writer.notified();
@@ -816,12 +820,85 @@ async fn run_writer(conn: Connection, mut writer: Box<dyn LinkWriter>) {
             return;
         }
         let full = wire_len(&batch) >= STREAM_BATCH;
+        linger.wrote(&batch);
         batch.clear();
         let more = conn.with_queue(Queue::wrote).unwrap_or(false);
         streaming = full || more;
         shared.progress.notify_waiters();
     }
 }
+
+/// After a write of packages the writer lingers before it sleeps: for up to
+/// [`LINGER`] it yields to its runtime (which polls its I/O and runs its other tasks
+/// meanwhile) and looks at the queue again. The runtime's thread then stays awake
+/// for the answer to what was written and for the next package, instead of sleeping
+/// in `epoll_wait` and being woken for each (W3 over tcp, async API, 3 alternating
+/// runs: request/reply p50 38/34/42 -> 25/30/27 µs, direct mode 21/25/24 -> 14/18/15;
+/// the blocking API, W1, W2 and idle connections unchanged within noise). Like a
+/// channel's spin, it stops while it does not pay: after [`LINGER_GIVE_UP`] lingers in
+/// a row that found nothing, only one in [`LINGER_RETRY`] chances lingers; a write of
+/// signals alone (heartbeats) is never followed by one.
+#[derive(Debug, Default)]
+struct Linger {
+    /// The last write carried a package (not only signals such as heartbeats).
+    packages: bool,
+    /// Lingers in a row that found nothing.
+    misses: u32,
+    /// Lingers skipped since the last one.
+    skipped: u32,
+}
+
+impl Linger {
+    fn wrote(&mut self, batch: &[Outgoing]) {
+        self.packages = batch
+            .iter()
+            .any(|o| !matches!(o, Outgoing::Frame(Frame::Heartbeat | Frame::Goodbye)));
+    }
+
+    fn wanted(&mut self) -> bool {
+        if !std::mem::take(&mut self.packages) {
+            return false;
+        }
+        if self.misses < LINGER_GIVE_UP {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= LINGER_RETRY {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+
+    fn caught(&mut self, caught: bool) {
+        self.misses = if caught {
+            0
+        } else {
+            self.misses.saturating_add(1)
+        };
+    }
+}
+
+/// Yield to the runtime and look at the queue until something is queued or
+/// [`LINGER`] is over; true when something came.
+async fn linger_for(conn: &Connection, batch: &mut Vec<Outgoing>) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < LINGER {
+        tokio::task::yield_now().await;
+        conn.with_queue(|q| q.take(batch));
+        if !batch.is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+/// See [`Linger`].
+const LINGER: Duration = Duration::from_micros(50);
+/// See [`Linger`].
+const LINGER_GIVE_UP: u32 = 3;
+/// See [`Linger`].
+const LINGER_RETRY: u32 = 16;
 
 /// While a sender streams, a batch below [`STREAM_BATCH`] bytes is topped up before
 /// it is written: the writer yields its thread (at most [`STREAM_YIELDS`] times) so
@@ -850,6 +927,38 @@ const STREAM_YIELDS: usize = 3;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer lingers after writing packages, not after a heartbeat alone; it
+    /// gives up after three lingers in a row that found nothing, then lingers once in
+    /// sixteen chances until one pays again.
+    #[test]
+    fn the_writer_lingers_only_while_it_pays() {
+        let package = [Outgoing::Encoded(bytes::Bytes::from_static(b"run"))];
+        let heartbeat = [Outgoing::Frame(Frame::Heartbeat)];
+        let mut l = Linger::default();
+        assert!(!l.wanted(), "nothing written yet");
+        l.wrote(&heartbeat);
+        assert!(!l.wanted(), "after a heartbeat alone");
+        for _ in 0..LINGER_GIVE_UP {
+            l.wrote(&package);
+            assert!(l.wanted());
+            l.caught(false);
+        }
+        let lingered: Vec<bool> = (0..2 * LINGER_RETRY)
+            .map(|_| {
+                l.wrote(&package);
+                l.wanted()
+            })
+            .collect();
+        assert_eq!(
+            lingered.iter().filter(|&&x| x).count(),
+            2,
+            "once in {LINGER_RETRY}: {lingered:?}"
+        );
+        l.caught(true);
+        l.wrote(&package);
+        assert!(l.wanted(), "paid again: lingers every time");
+    }
 
     #[test]
     fn discard_warnings_come_at_powers_of_ten() {
