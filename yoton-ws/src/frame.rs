@@ -287,8 +287,7 @@ impl Deframer {
     pub(crate) fn large_frame_room(&self, buf: &[u8]) -> Option<usize> {
         let h = parse_header(buf).ok()??;
         let len = usize::try_from(h.len).ok()?;
-        (len > RESERVE_ABOVE && len <= self.max)
-            .then(|| h.size.saturating_add(len).saturating_sub(buf.len()))
+        (len > RESERVE_ABOVE && len <= self.max).then(|| frame_end(&h).saturating_sub(buf.len()))
     }
 
     /// Whether frames arrive masked (at a server).
