@@ -64,6 +64,7 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod udp;
 pub mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -81,6 +82,8 @@ use yoton_core::transport::{
 };
 use yoton_core::{Address, Endpoint};
 
+use udp::PerPath;
+pub use udp::{LOOPBACK_UDP_PAYLOAD, UDP_BUFFER};
 use wire::{AbortOnDrop, WireOptions};
 use yoton_tls::{config, CaSource, IdentitySource, PinReport, Trust};
 
@@ -141,8 +144,8 @@ pub struct QuicTransport {
 }
 
 struct Inner {
-    client: Result<quinn::ClientConfig, String>,
-    server: Option<quinn::ServerConfig>,
+    client: Result<PerPath<quinn::ClientConfig>, String>,
+    server: Option<PerPath<quinn::ServerConfig>>,
     certificate: Option<Vec<u8>>,
     server_name: Option<String>,
     accept_any: bool,
@@ -433,8 +436,12 @@ impl QuicTransportBuilder {
         client_tls.alpn_protocols = vec![ALPN.to_vec()];
         let client_quic = QuicClientConfig::try_from(client_tls)
             .map_err(|e| QuicError::Config(format!("QUIC client configuration: {e}")))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_quic));
-        client.transport_config(Arc::new(self.transport_config(0)?));
+        let client = quinn::ClientConfig::new(Arc::new(client_quic));
+        let client = udp::per_path(|| self.transport_config(0))?.map(|t| {
+            let mut c = client.clone();
+            c.transport_config(t.clone());
+            c
+        });
         if self.trust.accept_any {
             tracing::warn!(
                 "yoton-quic: dangerous_accept_any_certificate is set: servers are NOT verified"
@@ -450,8 +457,12 @@ impl QuicTransportBuilder {
                 server_tls.alpn_protocols = vec![ALPN.to_vec()];
                 let server_quic = QuicServerConfig::try_from(server_tls)
                     .map_err(|e| QuicError::Config(format!("QUIC server configuration: {e}")))?;
-                let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
-                server.transport_config(Arc::new(self.transport_config(1)?));
+                let server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
+                let server = udp::per_path(|| self.transport_config(1))?.map(|t| {
+                    let mut s = server.clone();
+                    s.transport_config(t.clone());
+                    s
+                });
                 (Some(server), leaf)
             }
         };
@@ -603,7 +614,9 @@ impl Transport for QuicTransport {
             ));
         };
         let sa = resolve(addr).await?;
-        let endpoint = quinn::Endpoint::server(config, sa)
+        let config = config.for_ip(sa.ip()).clone();
+        let endpoint = udp::socket(sa)
+            .and_then(|socket| udp::endpoint(socket, Some(config)))
             .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
         let local = endpoint_of(endpoint.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
@@ -617,8 +630,13 @@ impl Transport for QuicTransport {
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
-        let config = self.inner.client.clone().map_err(TransportError)?;
+        let configs = self
+            .inner
+            .client
+            .as_ref()
+            .map_err(|e| TransportError(e.clone()))?;
         let sa = resolve(addr).await?;
+        let config = configs.for_ip(sa.ip()).clone();
         let name = self
             .inner
             .server_name
@@ -631,7 +649,8 @@ impl Transport for QuicTransport {
                  (dangerous_accept_any_certificate); use only for development"
             );
         }
-        let endpoint = quinn::Endpoint::client(SocketAddr::new(local_ip_for(sa), 0))?;
+        let socket = udp::socket(SocketAddr::new(local_ip_for(sa), 0))?;
+        let endpoint = udp::endpoint(socket, None)?;
         let connecting = endpoint
             .connect_with(config, sa, &name)
             .map_err(|e| TransportError(format!("QUIC connection to {sa} ({name}): {e}")))?;
