@@ -377,11 +377,9 @@ impl Deframer {
                 break;
             };
             if let Some(key) = h.mask {
-                if at == 0 {
-                    self.unmask_front(frame, key);
-                } else {
-                    apply_mask(frame, key, 0);
-                }
+                // Only the front frame can be unmasked in part already; for the
+                // others `unmask_front` masks all of it.
+                self.unmask_front(frame, key);
             }
             at += frame_end(&h);
             frames += 1;
