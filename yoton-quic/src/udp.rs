@@ -98,19 +98,13 @@ pub(crate) fn endpoint(
 /// Ask for [`UDP_BUFFER`] bytes of buffer each way; what the system gives is logged
 /// (a smaller buffer only costs speed).
 fn enlarge_buffers(socket: &std::net::UdpSocket) {
-    let state = match quinn::udp::UdpSocketState::new(socket.into()) {
-        Ok(state) => state,
-        Err(e) => {
-            tracing::debug!(error = %e, "QUIC socket: cannot read its state; buffers left as they are");
-            return;
-        }
-    };
-    let recv = state.set_recv_buffer_size(socket.into(), UDP_BUFFER);
-    let send = state.set_send_buffer_size(socket.into(), UDP_BUFFER);
+    let s = socket2::SockRef::from(socket);
+    let recv = s.set_recv_buffer_size(UDP_BUFFER);
+    let send = s.set_send_buffer_size(UDP_BUFFER);
     tracing::debug!(
         asked = UDP_BUFFER,
-        recv = ?recv.and_then(|()| state.recv_buffer_size(socket.into())),
-        send = ?send.and_then(|()| state.send_buffer_size(socket.into())),
+        recv = ?recv.and_then(|()| s.recv_buffer_size()),
+        send = ?send.and_then(|()| s.send_buffer_size()),
         "QUIC socket buffers"
     );
 }
@@ -136,22 +130,16 @@ mod tests {
     #[test]
     fn sockets_get_the_buffers_asked_for_as_far_as_the_system_allows() {
         let s = socket(SocketAddr::new(LOCAL, 0)).unwrap();
-        let state = quinn::udp::UdpSocketState::new((&s).into()).unwrap();
-        let recv = state.recv_buffer_size((&s).into()).unwrap();
-        let send = state.send_buffer_size((&s).into()).unwrap();
+        let sock = socket2::SockRef::from(&s);
+        let (recv, send) = (
+            sock.recv_buffer_size().unwrap(),
+            sock.send_buffer_size().unwrap(),
+        );
         // Linux reports twice what it grants (its bookkeeping included).
         let want_recv = UDP_BUFFER.min(system_max("rmem_max"));
         let want_send = UDP_BUFFER.min(system_max("wmem_max"));
         assert!(recv >= want_recv, "receive buffer {recv} < {want_recv}");
         assert!(send >= want_send, "send buffer {send} < {want_send}");
-        let plain = std::net::UdpSocket::bind(SocketAddr::new(LOCAL, 0)).unwrap();
-        let default = state.recv_buffer_size((&plain).into()).unwrap();
-        tracing::info!(
-            recv,
-            send,
-            default,
-            "QUIC socket buffers against a plain socket's"
-        );
     }
 
     #[tokio::test]
