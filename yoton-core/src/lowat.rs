@@ -132,10 +132,35 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     }
 
+    /// Bytes queued in a socket's receive buffer (`FIONREAD`).
+    fn queued(fd: std::os::fd::RawFd) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int at the pointer, which points to `n`,
+        // alive on this frame for the whole call; `fd` is an open socket of the caller.
+        let r = unsafe { libc::ioctl(fd, libc::FIONREAD, std::ptr::from_mut(&mut n)) };
+        assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Whether the kernel reports the socket readable right now (`poll`, no wait):
+    /// the readiness that wakes a reader, low-water mark included.
+    fn readable_now(fd: std::os::fd::RawFd) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one pollfd at the pointer, `p` on this
+        // frame, for the whole call; a zero time-out returns at once.
+        let r = unsafe { libc::poll(std::ptr::from_mut(&mut p), 1, 0) };
+        assert!(r >= 0, "poll: {}", std::io::Error::last_os_error());
+        p.revents & libc::POLLIN != 0
+    }
+
     /// Over a real socket (its window grown first by 16 MiB read: Linux wakes a
     /// reader below the mark while the window is less than one segment, 64 KiB on
-    /// loopback): with a mark of 256 KiB, 1 KiB does not make the socket readable;
-    /// the rest of the 256 KiB does; back at 1, a byte does.
+    /// loopback): with a mark of 256 KiB, 1 KiB in the socket does not make it
+    /// readable; the rest of the 256 KiB does; back at 1, a byte does.
     #[tokio::test]
     async fn a_reader_is_woken_only_once_the_mark_is_reached() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -151,8 +176,17 @@ mod tests {
         mark.before_read(&rx, Some(n));
         assert_eq!(mark.current, n, "{mark:?}");
         tx.write_all(&[1; 1024]).await.unwrap();
-        let early = tokio::time::timeout(Duration::from_millis(300), rx.readable()).await;
-        assert!(early.is_err(), "readable below the mark");
+        // Once the 1 KiB is in the socket (a bounded wait for that), it is not readable.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(rx.as_ref());
+        let t0 = std::time::Instant::now();
+        while queued(fd) < 1024 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "1 KiB never arrived"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(!readable_now(fd), "readable below the mark");
         tx.write_all(&vec![2; n - 1024]).await.unwrap();
         let at_mark = tokio::time::timeout(Duration::from_secs(10), read_n(&rx, n)).await;
         at_mark.expect("not readable at the mark");
