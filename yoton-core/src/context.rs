@@ -786,7 +786,7 @@ impl Context {
         let transport = self.inner.registry.for_address(&addr)?;
         let mut listener = transport.listen(&addr).await.map_err(|e| Error::Listen {
             address: addr.to_string(),
-            reason: e.0,
+            reason: e.reason,
         })?;
         let local = listener.local();
         let conn = self.new_connection(
@@ -834,7 +834,10 @@ impl Context {
     }
 
     /// Connect to the context bound at `address`, retrying until `timeout`; the error
-    /// names the address. Afterwards `NEW_CONNECTION` is broadcast.
+    /// names the address. An error that retrying cannot mend (a refused certificate, a
+    /// server that speaks another protocol, a refused handshake) is reported at once
+    /// ([`Error::ConnectFailed`]); otherwise, when time runs out, [`Error::Connect`]
+    /// with the reason of the last attempt. Afterwards `NEW_CONNECTION` is broadcast.
     pub async fn connect_async(&self, address: &str, timeout: Duration) -> Result<Connection> {
         self.connect_once(address, timeout).await
     }
@@ -921,6 +924,12 @@ impl Context {
                             ctx.watch_for_reconnect(&conn, address.clone(), policy.clone());
                             return;
                         }
+                        // Retrying cannot mend this one (say, the server's new
+                        // certificate is refused): worth a warning, though the
+                        // policy goes on (the server may be fixed meanwhile).
+                        Err(e @ Error::ConnectFailed { .. }) => {
+                            tracing::warn!(address = %address, attempt, error = %e, "reconnect failed");
+                        }
                         Err(e) => tracing::debug!(address = %address, attempt, error = %e, "reconnect failed"),
                     }
                     let gave_up = policy.max_attempts.is_some_and(|m| attempt >= m)
@@ -950,6 +959,10 @@ impl Context {
             timeout,
             reason,
         };
+        let failed = |reason: String| Error::ConnectFailed {
+            address: addr.to_string(),
+            reason,
+        };
         // The reason of the latest failed attempt: when time runs out during a retry,
         // that reason (a refused certificate, say) says more than "no answer".
         let mut last_error: Option<String> = None;
@@ -962,10 +975,13 @@ impl Context {
             .await
             {
                 Ok(Ok(raw)) => break raw,
-                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => return Err(fail(e.0)),
+                Ok(Err(e)) if e.permanent => return Err(failed(e.reason)),
+                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
+                    return Err(fail(e.reason))
+                }
                 Err(_) => return Err(fail(last_error.unwrap_or_else(|| "no answer".into()))),
                 Ok(Err(e)) => {
-                    last_error = Some(e.0);
+                    last_error = Some(e.reason);
                     let pause =
                         (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
                     tokio::time::sleep(pause.min(left)).await;
@@ -980,7 +996,7 @@ impl Context {
             self.inner.config.secret.as_ref(),
         )
         .await
-        .map_err(|e: HandshakeError| fail(e.to_string()))?;
+        .map_err(|e: HandshakeError| failed(e.to_string()))?;
         let conn = self.new_connection(addr.to_string(), Status::Connected, link.local.clone());
         conn.start(link, Status::Connected, &self.inner.rt);
         self.add_link(&conn);
@@ -1008,7 +1024,7 @@ impl Context {
         let transport = self.inner.registry.for_address(&addr)?;
         let mut listener = transport.listen(&addr).await.map_err(|e| Error::Listen {
             address: addr.to_string(),
-            reason: e.0,
+            reason: e.reason,
         })?;
         let local = listener.local();
         let backlog = Arc::new(Backlog::default());

@@ -44,6 +44,17 @@ pub enum Error {
         /// The last reason.
         reason: String,
     },
+    /// Connecting failed for a reason that retrying cannot mend, so `connect` did not
+    /// wait for its time-out: a refused certificate, an invalid setting, a server that
+    /// speaks another protocol, a refused Yoton handshake (another secret, a message
+    /// size limit). The reason says what to change.
+    #[error("could not connect to {address}: {reason}")]
+    ConnectFailed {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// A slot already has a channel of that direction in this context.
     #[error("slot {slot:#x} (`{name}`) already has a {direction} channel in this context; close it first or use another name")]
     SlotTaken {

@@ -64,7 +64,7 @@ impl TransportListener for InprocListener {
         self.rx
             .recv()
             .await
-            .ok_or_else(|| TransportError(format!("inproc://{} stopped listening", self.name)))
+            .ok_or_else(|| TransportError::new(format!("inproc://{} stopped listening", self.name)))
     }
 }
 
@@ -78,7 +78,7 @@ impl Transport for InprocTransport {
         let mut map = acceptors().lock();
         if let Some(tx) = map.get(&addr.host) {
             if !tx.is_closed() {
-                return Err(TransportError(format!(
+                return Err(TransportError::new(format!(
                     "inproc://{} is already in use in this process",
                     addr.host
                 )));
@@ -93,10 +93,9 @@ impl Transport for InprocTransport {
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
-        let tx =
-            acceptors().lock().get(&addr.host).cloned().ok_or_else(|| {
-                TransportError(format!("nobody listens at inproc://{}", addr.host))
-            })?;
+        let tx = acceptors().lock().get(&addr.host).cloned().ok_or_else(|| {
+            TransportError::new(format!("nobody listens at inproc://{}", addr.host))
+        })?;
         let (a, b) = tokio::io::duplex(PIPE_BUFFER);
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
@@ -114,9 +113,9 @@ impl Transport for InprocTransport {
             local: name.clone(),
             peer: client.clone(),
         };
-        tx.send(host_side.into())
-            .await
-            .map_err(|_| TransportError(format!("inproc://{} stopped listening", addr.host)))?;
+        tx.send(host_side.into()).await.map_err(|_| {
+            TransportError::new(format!("inproc://{} stopped listening", addr.host))
+        })?;
         Ok(RawStream {
             reader: Box::new(br),
             writer: Box::new(bw),

@@ -36,13 +36,51 @@ impl From<crate::messages::RawMessages> for Incoming {
 }
 
 /// An error from a transport (it becomes the reason of a failed bind or connect).
+///
+/// A connect attempt that fails is retried until the time-out of
+/// [`Context::connect`](crate::Context::connect) (the other side may not be up yet),
+/// unless the error is *permanent*: a refused certificate, an invalid setting, a
+/// server that answers in another protocol. Retrying cannot mend those, so `connect`
+/// reports them at once ([`Error::ConnectFailed`](crate::Error::ConnectFailed)).
+///
+/// ```
+/// use yoton_core::transport::TransportError;
+/// let e = TransportError::new("connection refused");
+/// assert!(!e.permanent);
+/// let e = TransportError::permanent("the server's certificate is not trusted");
+/// assert!(e.permanent);
+/// assert_eq!(e.to_string(), "the server's certificate is not trusted");
+/// ```
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TransportError(pub String);
+#[error("{reason}")]
+pub struct TransportError {
+    /// What went wrong, in words that say what to do.
+    pub reason: String,
+    /// Retrying cannot help: `connect` fails at once instead of retrying.
+    pub permanent: bool,
+}
+
+impl TransportError {
+    /// An error that a later attempt may not meet (nobody listens yet, a reset).
+    pub fn new(reason: impl Into<String>) -> Self {
+        TransportError {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+
+    /// An error that every attempt would meet (see [`TransportError`]).
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        TransportError {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+}
 
 impl From<std::io::Error> for TransportError {
     fn from(e: std::io::Error) -> Self {
-        TransportError(e.to_string())
+        TransportError::new(e.to_string())
     }
 }
 

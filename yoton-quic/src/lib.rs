@@ -490,9 +490,9 @@ async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
     let target = addr.host_port();
     let mut found = tokio::net::lookup_host(target.as_str())
         .await
-        .map_err(|e| TransportError(format!("cannot resolve {target}: {e}")))?;
+        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
     let first = found.next();
-    first.ok_or_else(|| TransportError(format!("{target} resolves to no address")))
+    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
 }
 
 /// The local address the system would use to reach `target` (no packet is sent).
@@ -527,9 +527,24 @@ fn explain(e: &quinn::ConnectionError, target: SocketAddr, name: &str) -> Transp
     } else {
         ""
     };
-    TransportError(format!(
-        "QUIC connection to {target} (server name {name}) failed: {text}{hint}"
-    ))
+    TransportError {
+        reason: format!("QUIC connection to {target} (server name {name}) failed: {text}{hint}"),
+        permanent: is_final(e),
+    }
+}
+
+/// Whether a failed QUIC connection would fail again however often it is retried:
+/// the TLS handshake failed (either side sent a TLS alert: a refused certificate, no
+/// common application protocol), or the server speaks another QUIC version. A time-out
+/// (nobody answers yet) or a refusal (the server at its limit) may pass.
+fn is_final(e: &quinn::ConnectionError) -> bool {
+    let tls_alert = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match e {
+        quinn::ConnectionError::VersionMismatch => true,
+        quinn::ConnectionError::TransportError(t) => tls_alert(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => tls_alert(c.error_code),
+        _ => false,
+    }
 }
 
 struct Listening {
@@ -555,7 +570,7 @@ impl TransportListener for Listening {
     async fn accept(&mut self) -> Result<Incoming, TransportError> {
         match self.rx.recv().await {
             Some(raw) => Ok(raw.into()),
-            None => Err(TransportError("the QUIC endpoint stopped".into())),
+            None => Err(TransportError::new("the QUIC endpoint stopped")),
         }
     }
 }
@@ -606,18 +621,17 @@ impl Transport for QuicTransport {
 
     async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
         let Some(config) = self.inner.server.clone() else {
-            return Err(TransportError(
+            return Err(TransportError::permanent(
                 "quic:// needs a server certificate to listen: build the transport with \
                  QuicTransport::builder().certificate_pem_files(cert, key) (or certificate_pem / \
-                 certificate_der), or for development .self_signed_for([\"localhost\", \"127.0.0.1\"])"
-                    .into(),
+                 certificate_der), or for development .self_signed_for([\"localhost\", \"127.0.0.1\"])",
             ));
         };
         let sa = resolve(addr).await?;
         let config = config.for_ip(sa.ip()).clone();
         let endpoint = udp::socket(sa)
             .and_then(|socket| udp::endpoint(socket, Some(config)))
-            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let local = endpoint_of(endpoint.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
         let task = tokio::spawn(accept_loop(endpoint.clone(), self.inner.wire, tx));
@@ -634,7 +648,7 @@ impl Transport for QuicTransport {
             .inner
             .client
             .as_ref()
-            .map_err(|e| TransportError(e.clone()))?;
+            .map_err(|e| TransportError::permanent(e.clone()))?;
         let sa = resolve(addr).await?;
         let config = configs.for_ip(sa.ip()).clone();
         let name = self
@@ -653,7 +667,15 @@ impl Transport for QuicTransport {
         let endpoint = udp::endpoint(socket, None)?;
         let connecting = endpoint
             .connect_with(config, sa, &name)
-            .map_err(|e| TransportError(format!("QUIC connection to {sa} ({name}): {e}")))?;
+            .map_err(|e| TransportError {
+                reason: format!("QUIC connection to {sa} ({name}): {e}"),
+                // An invalid name or address, a missing setting: not the endpoint
+                // made for this attempt stopping.
+                permanent: !matches!(
+                    e,
+                    quinn::ConnectError::EndpointStopping | quinn::ConnectError::CidsExhausted
+                ),
+            })?;
         let conn = connecting.await.map_err(|e| explain(&e, sa, &name))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| explain(&e, sa, &name))?;
         let local = endpoint_of(endpoint.local_addr()?);

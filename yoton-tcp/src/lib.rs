@@ -61,9 +61,9 @@ async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
     let target = addr.host_port();
     let mut found = tokio::net::lookup_host(target.as_str())
         .await
-        .map_err(|e| TransportError(format!("cannot resolve {target}: {e}")))?;
+        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
     let first = found.next();
-    first.ok_or_else(|| TransportError(format!("{target} resolves to no address")))
+    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
 }
 
 fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
@@ -114,7 +114,7 @@ impl Transport for TcpTransport {
         socket.set_reuseaddr(true)?;
         socket
             .bind(sa)
-            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let listener = socket.listen(1024)?;
         let local = endpoint(listener.local_addr()?);
         Ok(Box::new(Listening { listener, local }))

@@ -663,7 +663,7 @@ impl TransportListener for Listening {
         match self.rx.recv().await {
             Some(Ok(raw)) => Ok(raw.into()),
             Some(Err(e)) => Err(e),
-            None => Err(TransportError("the TLS listener stopped".into())),
+            None => Err(TransportError::new("the TLS listener stopped")),
         }
     }
 }
@@ -796,7 +796,7 @@ impl Transport for TlsTransport {
 
     async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
         let Some(acceptor) = self.inner.server.clone() else {
-            return Err(TransportError(format!(
+            return Err(TransportError::permanent(format!(
                 "cannot listen at {addr}: {}:// needs a server certificate. Build the transport \
                  with TlsTransport::builder().certificate_pem_files(\"cert.pem\", \"key.pem\") \
                  (or certificate_pem / certificate_der); plain tcp:// needs none",
@@ -812,7 +812,7 @@ impl Transport for TlsTransport {
         socket.set_reuseaddr(true)?;
         socket
             .bind(sa)
-            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let listener = socket.listen(1024)?;
         let local = endpoint(listener.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
@@ -826,11 +826,15 @@ impl Transport for TlsTransport {
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
-        let connector = self.inner.client.clone().map_err(TransportError)?;
+        let connector = self
+            .inner
+            .client
+            .clone()
+            .map_err(TransportError::permanent)?;
         let name = match &self.inner.server_name {
             Some(n) => n.clone(),
             None => ServerName::try_from(addr.host.clone()).map_err(|e| {
-                TransportError(format!(
+                TransportError::permanent(format!(
                     "`{}` is not a valid TLS server name: {e}; set \
                      TlsTransport::builder().server_name(..)",
                     addr.host
@@ -854,9 +858,14 @@ impl Transport for TlsTransport {
         let tls = match tokio::time::timeout(timeout, connector.connect(name.clone(), stream)).await
         {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(TransportError(describe_client_error(&target, &name, &e))),
+            Ok(Err(e)) => {
+                return Err(TransportError {
+                    reason: describe_client_error(&target, &name, &e),
+                    permanent: yoton_tls::handshake_error_is_final(&e),
+                })
+            }
             Err(_) => {
-                return Err(TransportError(format!(
+                return Err(TransportError::new(format!(
                     "TLS handshake with {target} timed out after {timeout:?}: is it a tls:// \
                      server?"
                 )))

@@ -536,7 +536,7 @@ async fn a_tls_client_to_a_plain_tcp_host_is_told_to_use_tcp() {
     let addr = yoton_core::Address::parse(&format!("tls://127.0.0.1:{port}")).unwrap();
     let attempt = tokio::time::timeout(WAIT, mesh().connect(&addr)).await;
     let err = match attempt {
-        Ok(Err(e)) => e.0,
+        Ok(Err(e)) => e.reason,
         Ok(Ok(_)) => panic!("a TLS session with a plain TCP host"),
         Err(_) => panic!("no answer within {WAIT:?}"),
     };
@@ -548,7 +548,8 @@ async fn a_tls_client_to_a_plain_tcp_host_is_told_to_use_tcp() {
 
 /// `connect` retries a failed attempt until its time-out. When time runs out during a
 /// retry, the error names the reason of the last failed attempt, not "no answer": here
-/// the first attempt meets a server that is not TLS at all, the retries a silent one.
+/// the first attempt meets a server that closes the connection at once (it may be
+/// starting up: worth a retry), the retries a silent one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_out_during_a_retry_reports_the_last_reason() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -559,11 +560,8 @@ async fn a_time_out_during_a_retry_reports_the_last_reason() {
     let serve = tokio::spawn(async move {
         let mut silent = Vec::new();
         loop {
-            let (mut sock, _) = server.accept().await.unwrap();
-            if count.fetch_add(1, SeqCst) == 0 {
-                let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
-                drop(sock);
-            } else {
+            let (sock, _) = server.accept().await.unwrap();
+            if count.fetch_add(1, SeqCst) > 0 {
                 silent.push(sock);
             }
         }
@@ -572,13 +570,64 @@ async fn a_time_out_during_a_retry_reports_the_last_reason() {
     let err = b
         .connect_async(&format!("tls://127.0.0.1:{port}"), REFUSED_AFTER)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
     serve.abort();
+    assert!(matches!(err, yoton_core::Error::Connect { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(accepted.load(SeqCst) >= 2, "no retry: {err}");
     assert!(err.contains(&format!("tls://127.0.0.1:{port}")), "{err}");
     assert!(err.contains("TLS handshake with 127.0.0.1:"), "{err}");
+    assert!(err.contains("closed the connection"), "{err}");
     assert!(!err.contains("no answer"), "{err}");
+}
+
+/// A failure that every attempt would meet is reported at once, not after retrying
+/// until the time-out (two minutes here; the test gives it 10 s): a refused
+/// certificate, and a server that answers in another protocol than TLS (one
+/// attempt, counted by the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_or_a_server_without_tls_fails_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    const PATIENT: Duration = Duration::from_secs(120);
+    let a = ctx_with(self_signed_server(&["127.0.0.1"]));
+    let host = a.bind_async("tls://127.0.0.1:0").await.unwrap();
+    let b = ctx_with(mesh());
+    let err = tokio::time::timeout(WAIT, b.connect_async(&host.name(), PATIENT))
+        .await
+        .expect("a refused certificate was retried until the time-out")
+        .unwrap_err();
+    assert!(
+        matches!(&err, yoton_core::Error::ConnectFailed { address, reason }
+            if *address == host.name() && reason.contains("not trusted")),
+        "{err:?}"
+    );
+    assert!(host.is_waiting());
+
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let serve = tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = server.accept().await.unwrap();
+            count.fetch_add(1, SeqCst);
+            let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
+        }
+    });
+    let err = tokio::time::timeout(
+        WAIT,
+        b.connect_async(&format!("tls://127.0.0.1:{port}"), PATIENT),
+    )
+    .await
+    .expect("a server without TLS was retried until the time-out")
+    .unwrap_err();
+    serve.abort();
+    assert!(
+        matches!(&err, yoton_core::Error::ConnectFailed { reason, .. }
+            if reason.contains("does not speak TLS")),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(SeqCst), 1, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

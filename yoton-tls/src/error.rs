@@ -79,3 +79,32 @@ pub fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
+
+/// Whether a client's failed TLS handshake would fail again however often it is
+/// retried: the server's certificate was refused, the server answered in another
+/// protocol than TLS, or it refused the handshake with an alert. A connection closed
+/// or reset during the handshake is not final (the server may be starting up, or at
+/// its limit of handshakes).
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+/// use yoton_tls::rustls::{CertificateError, Error as TlsError};
+/// let refused = Error::new(ErrorKind::InvalidData, TlsError::InvalidCertificate(CertificateError::UnknownIssuer));
+/// assert!(yoton_tls::handshake_error_is_final(&refused));
+/// let closed = Error::from(ErrorKind::UnexpectedEof);
+/// assert!(!yoton_tls::handshake_error_is_final(&closed));
+/// ```
+pub fn handshake_error_is_final(e: &std::io::Error) -> bool {
+    matches!(
+        rustls_error(e),
+        Some(
+            rustls::Error::InvalidCertificate(_)
+                | rustls::Error::InvalidMessage(_)
+                | rustls::Error::AlertReceived(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::PeerIncompatible(_)
+                | rustls::Error::PeerMisbehaved(_)
+                | rustls::Error::UnsupportedNameType
+        )
+    )
+}

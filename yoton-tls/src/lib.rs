@@ -55,7 +55,7 @@ mod trust;
 mod verifier;
 
 pub use config::provider;
-pub use error::{rustls_error, TlsError};
+pub use error::{handshake_error_is_final, rustls_error, TlsError};
 pub use fingerprint::Fingerprint;
 pub use identity::{Identity, IdentitySource};
 pub use roots::CaSource;

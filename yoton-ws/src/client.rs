@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use yoton_core::transport::TransportError;
 
 use crate::io::Io;
 use crate::link::Upgraded;
@@ -70,14 +71,15 @@ pub(crate) async fn upgrade(
     uri: &str,
     host: &str,
     path: &str,
-) -> Result<Upgraded, String> {
+) -> Result<Upgraded, TransportError> {
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    let failed =
-        |what: &str, e: std::io::Error| format!("WebSocket upgrade at {uri} failed: {what}: {e}");
+    let failed = |what: &str, e: std::io::Error| {
+        TransportError::new(format!("WebSocket upgrade at {uri} failed: {what}: {e}"))
+    };
     io.write_all(request.as_bytes())
         .await
         .map_err(|e| failed("sending the request", e))?;
@@ -90,14 +92,14 @@ pub(crate) async fn upgrade(
             Ok(Some(found)) => break found,
             Ok(None) if buf.len() < MAX_HEAD => {}
             Ok(None) => {
-                return Err(format!(
+                return Err(TransportError::permanent(format!(
                     "WebSocket upgrade at {uri} failed: the answer's head is longer than {MAX_HEAD} bytes"
-                ))
+                )))
             }
             Err(e) => {
-                return Err(format!(
+                return Err(TransportError::permanent(format!(
                     "WebSocket upgrade at {uri} failed: the answer is not HTTP ({e})"
-                ))
+                )))
             }
         }
         let got = io
@@ -105,9 +107,9 @@ pub(crate) async fn upgrade(
             .await
             .map_err(|e| failed("reading the answer", e))?;
         if got == 0 {
-            return Err(format!(
+            return Err(TransportError::new(format!(
                 "WebSocket upgrade at {uri} failed: the server closed the connection before answering"
-            ));
+            )));
         }
     };
     let used = buf.len() as u64;
@@ -115,12 +117,15 @@ pub(crate) async fn upgrade(
     if answer.code != 101 {
         let body = refusal_body(&mut io, tail, answer.content_length).await;
         let body = body.trim();
-        return Err(format!(
-            "WebSocket upgrade at {uri} refused: HTTP {} {}{}{body}",
-            answer.code,
-            answer.reason,
-            if body.is_empty() { "" } else { ": " }
-        ));
+        return Err(TransportError {
+            reason: format!(
+                "WebSocket upgrade at {uri} refused: HTTP {} {}{}{body}",
+                answer.code,
+                answer.reason,
+                if body.is_empty() { "" } else { ": " }
+            ),
+            permanent: refusal_is_final(answer.code),
+        });
     }
     let expected = derive_accept_key(key.as_bytes());
     let problem = if !answer.upgrade_websocket || !answer.connection_upgrade {
@@ -134,9 +139,18 @@ pub(crate) async fn upgrade(
         None
     };
     if let Some(p) = problem {
-        return Err(format!("WebSocket upgrade at {uri} failed: {p}"));
+        return Err(TransportError::permanent(format!(
+            "WebSocket upgrade at {uri} failed: {p}"
+        )));
     }
     Ok(Upgraded { io, tail, used })
+}
+
+/// Whether an HTTP refusal of the upgrade would come again: a client error (4xx: no
+/// such path, not an upgrade the server takes), except a time-out (408) and too many
+/// requests (429); server errors (5xx, such as 503 while the server is busy) may pass.
+fn refusal_is_final(code: u16) -> bool {
+    (400..500).contains(&code) && code != 408 && code != 429
 }
 
 /// What the server said along with a refusal: its body, at most [`MAX_BODY`] bytes.

@@ -288,13 +288,13 @@ async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
     let target = addr.host_port();
     let mut found = tokio::net::lookup_host(target.as_str())
         .await
-        .map_err(|e| TransportError(format!("cannot resolve {target}: {e}")))?;
+        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
     let first = found.next();
-    first.ok_or_else(|| TransportError(format!("{target} resolves to no address")))
+    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
 }
 
 fn no_server_tls(addr: &Address) -> TransportError {
-    TransportError(format!(
+    TransportError::permanent(format!(
         "cannot listen at {addr}: wss:// needs a certificate. Build the transport with \
          WsTransport::builder().server_cert_pem_files(\"cert.pem\", \"key.pem\").build() \
          (or WsTransport::with_tls(Some(server_config), ..)); plain ws:// needs none"
@@ -302,7 +302,7 @@ fn no_server_tls(addr: &Address) -> TransportError {
 }
 
 fn no_client_tls(addr: &Address) -> TransportError {
-    TransportError(format!(
+    TransportError::permanent(format!(
         "cannot connect to {addr}: this WebSocket transport has no TLS client settings. \
          Build it with WsTransport::builder().build() (trusts the webpki roots; add your CA \
          with add_root_certificates_pem_file) or WsTransport::with_tls(.., Some(client_config))"
@@ -333,7 +333,7 @@ impl TransportListener for Listening {
         match self.rx.recv().await {
             Some(Ok(raw)) => Ok(raw.into()),
             Some(Err(e)) => Err(e),
-            None => Err(TransportError("the WebSocket listener stopped".into())),
+            None => Err(TransportError::new("the WebSocket listener stopped")),
         }
     }
 }
@@ -426,7 +426,7 @@ impl Transport for WsTransport {
         socket.set_reuseaddr(true)?;
         socket
             .bind(sa)
-            .map_err(|e| TransportError(format!("cannot bind {sa}: {e}")))?;
+            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let listener = socket.listen(1024)?;
         let local = endpoint(listener.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
@@ -451,22 +451,20 @@ impl Transport for WsTransport {
             None => io::Io::plain(stream),
             Some(c) => {
                 let name = ServerName::try_from(addr.host.clone()).map_err(|e| {
-                    TransportError(format!(
+                    TransportError::permanent(format!(
                         "`{}` is not a valid TLS server name: {e}",
                         addr.host
                     ))
                 })?;
-                let s = c
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| TransportError(tls::describe_client_error(&target, &e)))?;
+                let s = c.connect(name, stream).await.map_err(|e| TransportError {
+                    reason: tls::describe_client_error(&target, &e),
+                    permanent: yoton_tls::handshake_error_is_final(&e),
+                })?;
                 io::Io::tls(s.into())
             }
         };
         let uri = format!("{}://{}{}", addr.scheme, target, self.path_for(addr));
-        let up = client::upgrade(io, &uri, &target, self.path_for(addr))
-            .await
-            .map_err(TransportError)?;
+        let up = client::upgrade(io, &uri, &target, self.path_for(addr)).await?;
         let max = self.inner.max_message_size;
         Ok(link::raw_messages(up, Side::Client, max, local, peer).into())
     }

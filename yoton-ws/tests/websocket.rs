@@ -182,15 +182,20 @@ async fn wrong_path_gets_404_and_bind_keeps_waiting() {
         }
         other => panic!("expected HTTP 404, got {other:?}"),
     }
-    // A yoton context asking for the wrong path is told so.
-    let err = ws_ctx()
-        .connect_async(
-            &format!("ws://127.0.0.1:{port}/elsewhere"),
-            Duration::from_millis(1000),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    // A yoton context asking for the wrong path is told so, at once: asking again
+    // would get the same answer (the time-out of two minutes is not waited out).
+    let err = tokio::time::timeout(
+        WAIT,
+        ws_ctx().connect_async(&format!("ws://127.0.0.1:{port}/elsewhere"), PATIENT),
+    )
+    .await
+    .expect("a 404 was retried until the time-out")
+    .unwrap_err();
+    assert!(
+        matches!(err, yoton_core::Error::ConnectFailed { .. }),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("404") && err.contains("/elsewhere"), "{err}");
     // A plain HTTP request (a browser) gets 426 and an explanation.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -400,11 +405,15 @@ async fn wss_without_tls_settings_says_how_to_configure() {
         err.contains("needs a certificate") && err.contains("server_cert_pem_files"),
         "{err}"
     );
-    let err = ctx
-        .connect_async("wss://127.0.0.1:1", Duration::from_millis(100))
+    let err = tokio::time::timeout(WAIT, ctx.connect_async("wss://127.0.0.1:1", PATIENT))
         .await
-        .unwrap_err()
-        .to_string();
+        .expect("a missing setting was retried until the time-out")
+        .unwrap_err();
+    assert!(
+        matches!(err, yoton_core::Error::ConnectFailed { .. }),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("no TLS client settings") && err.contains("WsTransport::builder()"),
         "{err}"
@@ -412,8 +421,9 @@ async fn wss_without_tls_settings_says_how_to_configure() {
 }
 
 /// A wss host with `served`, and a client with the `client` transport; returns the
-/// connect error (or None when it connected). With `recheck`, a refused client must
-/// not disturb the host: a peer that trusts `served` still gets in.
+/// connect error (or None when it connected). A refused certificate fails at once
+/// (the connect's time-out is two minutes, the test's 10 s). With `recheck`, a refused
+/// client must not disturb the host: a peer that trusts `served` still gets in.
 async fn wss_attempt(
     served: &TestCert,
     client: &WsTransport,
@@ -424,18 +434,22 @@ async fn wss_attempt(
     let host = host_ctx.bind_async("wss://127.0.0.1:0").await.unwrap();
     let port = host.local().port;
     let peer = ctx_with(client);
-    let result = peer
-        .connect_async(
-            &format!("wss://{addr_host}:{port}"),
-            Duration::from_millis(1500),
-        )
-        .await;
+    let result = tokio::time::timeout(
+        WAIT,
+        peer.connect_async(&format!("wss://{addr_host}:{port}"), PATIENT),
+    )
+    .await
+    .expect("a refused certificate was retried until the time-out");
     match result {
         Ok(_) => {
             host.wait_connected_async(WAIT).await.unwrap();
             None
         }
         Err(e) => {
+            assert!(
+                matches!(e, yoton_core::Error::ConnectFailed { .. }),
+                "{e:?}"
+            );
             assert!(host.is_waiting());
             if recheck {
                 let good = ctx_with(&tls_transport(served, served));

@@ -8,6 +8,10 @@ use yoton_ws::WsTransport;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The time-out of a connect that must fail at once, long before it (a test waits
+/// [`WAIT`] for it).
+pub const PATIENT: Duration = Duration::from_secs(120);
+
 /// A self-signed certificate (made at test time) and its key, as PEM.
 pub struct TestCert {
     pub cert_pem: String,
