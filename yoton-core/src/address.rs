@@ -121,6 +121,29 @@ impl Address {
         }
     }
 
+    /// The first socket address `host:port` resolves to (a literal IP as it is, a
+    /// name through the system's resolver), for a transport to bind or connect. A
+    /// failed lookup may pass on a later attempt (the error is not permanent).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let a = yoton_core::Address::parse("tcp://127.0.0.1:8000").unwrap();
+    /// assert_eq!(a.resolve().await.unwrap(), "127.0.0.1:8000".parse().unwrap());
+    /// let v6 = yoton_core::Address::parse("tcp://[::1]:8000").unwrap();
+    /// assert!(v6.resolve().await.unwrap().is_ipv6());
+    /// # });
+    /// ```
+    pub async fn resolve(&self) -> Result<std::net::SocketAddr, crate::transport::TransportError> {
+        use crate::transport::TransportError;
+        let target = self.host_port();
+        let mut found = tokio::net::lookup_host(target.as_str())
+            .await
+            .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
+        found
+            .next()
+            .ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
+    }
+
     /// The same address with another port (e.g. the one actually bound).
     pub fn with_port(&self, port: u16) -> Address {
         Address {

@@ -486,15 +486,6 @@ fn endpoint_of(a: SocketAddr) -> Endpoint {
     }
 }
 
-async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
-    let target = addr.host_port();
-    let mut found = tokio::net::lookup_host(target.as_str())
-        .await
-        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
-    let first = found.next();
-    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
-}
-
 /// The local address the system would use to reach `target` (no packet is sent).
 fn local_ip_for(target: SocketAddr) -> IpAddr {
     let unspecified: IpAddr = if target.is_ipv4() {
@@ -627,7 +618,7 @@ impl Transport for QuicTransport {
                  certificate_der), or for development .self_signed_for([\"localhost\", \"127.0.0.1\"])",
             ));
         };
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let config = config.for_ip(sa.ip()).clone();
         let endpoint = udp::socket(sa)
             .and_then(|socket| udp::endpoint(socket, Some(config)))
@@ -649,7 +640,7 @@ impl Transport for QuicTransport {
             .client
             .as_ref()
             .map_err(|e| TransportError::permanent(e.clone()))?;
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let config = configs.for_ip(sa.ip()).clone();
         let name = self
             .inner

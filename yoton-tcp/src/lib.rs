@@ -57,15 +57,6 @@ fn endpoint(a: SocketAddr) -> Endpoint {
     }
 }
 
-async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
-    let target = addr.host_port();
-    let mut found = tokio::net::lookup_host(target.as_str())
-        .await
-        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
-    let first = found.next();
-    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
-}
-
 fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
     stream.set_nodelay(true)?;
     let local = endpoint(stream.local_addr()?);
@@ -104,7 +95,7 @@ impl Transport for TcpTransport {
     }
 
     async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let socket = if sa.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -121,7 +112,7 @@ impl Transport for TcpTransport {
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let stream = TcpStream::connect(sa).await?;
         into_raw(stream)
     }

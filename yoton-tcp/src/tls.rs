@@ -68,7 +68,7 @@ use yoton_core::transport::{
 use yoton_core::{Address, Endpoint};
 use yoton_tls::{config, rustls_error, CaSource, IdentitySource, NotPinned, PinReport, Trust};
 
-use crate::{endpoint, resolve};
+use crate::endpoint;
 
 /// Re-exported rustls (the version this crate uses).
 ///
@@ -803,7 +803,7 @@ impl Transport for TlsTransport {
                 addr.scheme
             )));
         };
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let socket = if sa.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -841,7 +841,7 @@ impl Transport for TlsTransport {
                 ))
             })?,
         };
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         if self.inner.accept_any {
             tracing::warn!(
                 server = %sa,

@@ -284,15 +284,6 @@ fn endpoint(a: SocketAddr) -> Endpoint {
     }
 }
 
-async fn resolve(addr: &Address) -> Result<SocketAddr, TransportError> {
-    let target = addr.host_port();
-    let mut found = tokio::net::lookup_host(target.as_str())
-        .await
-        .map_err(|e| TransportError::new(format!("cannot resolve {target}: {e}")))?;
-    let first = found.next();
-    first.ok_or_else(|| TransportError::new(format!("{target} resolves to no address")))
-}
-
 fn no_server_tls(addr: &Address) -> TransportError {
     TransportError::permanent(format!(
         "cannot listen at {addr}: wss:// needs a certificate. Build the transport with \
@@ -417,7 +408,7 @@ impl Transport for WsTransport {
             ("wss", Some(c)) => Some(tokio_rustls::TlsAcceptor::from(c.clone())),
             _ => None,
         };
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let socket = if sa.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -441,7 +432,7 @@ impl Transport for WsTransport {
             ("wss", Some(c)) => Some(tokio_rustls::TlsConnector::from(c.clone())),
             _ => None,
         };
-        let sa = resolve(addr).await?;
+        let sa = addr.resolve().await?;
         let stream = TcpStream::connect(sa).await?;
         stream.set_nodelay(true)?;
         let local = endpoint(stream.local_addr()?);
