@@ -8,7 +8,8 @@
 //! - [`package`] and [`codec`]: the 56-byte header and a `tokio_util` codec;
 //! - [`handshake`] and [`stream`]: the text handshake and framing over any byte stream;
 //! - [`router`]: routing as a sans-IO state machine;
-//! - [`transport`], [`link`], [`inproc`]: pluggable transports;
+//! - [`transport`], [`link`], [`inproc`]: pluggable transports; [`listen`]: TCP
+//!   listening shared by the transports built on TCP;
 //! - [`Context`] and [`Connection`]: the nodes and their links.
 //!
 //! ## Blocking and async
@@ -47,6 +48,7 @@ pub mod handshake;
 pub mod hash;
 pub mod inproc;
 pub mod link;
+pub mod listen;
 pub mod lowat;
 pub mod messages;
 mod outbox;

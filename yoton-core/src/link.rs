@@ -153,6 +153,21 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl From<std::net::SocketAddr> for Endpoint {
+    /// The IP address (as text) and port of a socket.
+    ///
+    /// ```
+    /// let e: yoton_core::Endpoint = "[::1]:7000".parse::<std::net::SocketAddr>().unwrap().into();
+    /// assert_eq!((e.host.as_str(), e.port), ("::1", 7000));
+    /// ```
+    fn from(a: std::net::SocketAddr) -> Self {
+        Endpoint {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)

@@ -479,13 +479,6 @@ impl QuicTransportBuilder {
     }
 }
 
-fn endpoint_of(a: SocketAddr) -> Endpoint {
-    Endpoint {
-        host: a.ip().to_string(),
-        port: a.port(),
-    }
-}
-
 /// The local address the system would use to reach `target` (no packet is sent).
 fn local_ip_for(target: SocketAddr) -> IpAddr {
     let unspecified: IpAddr = if target.is_ipv4() {
@@ -583,10 +576,13 @@ async fn accept_loop(endpoint: quinn::Endpoint, wire: WireOptions, tx: mpsc::Sen
                     Ok(Ok((conn, send, recv))) => {
                         let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
                         let local = match conn.local_ip() {
-                            Some(ip) => endpoint_of(SocketAddr::new(ip, port)),
-                            None => endpoint.local_addr().map(endpoint_of).unwrap_or_default(),
+                            Some(ip) => Endpoint::from(SocketAddr::new(ip, port)),
+                            None => endpoint
+                                .local_addr()
+                                .map(Endpoint::from)
+                                .unwrap_or_default(),
                         };
-                        let peer = endpoint_of(conn.remote_address());
+                        let peer = Endpoint::from(conn.remote_address());
                         let raw =
                             wire::raw_messages(&endpoint, conn, send, recv, wire, local, peer);
                         let _ = tx.send(raw).await;
@@ -623,7 +619,7 @@ impl Transport for QuicTransport {
         let endpoint = udp::socket(sa)
             .and_then(|socket| udp::endpoint(socket, Some(config)))
             .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
-        let local = endpoint_of(endpoint.local_addr()?);
+        let local = Endpoint::from(endpoint.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
         let task = tokio::spawn(accept_loop(endpoint.clone(), self.inner.wire, tx));
         Ok(Box::new(Listening {
@@ -669,8 +665,8 @@ impl Transport for QuicTransport {
             })?;
         let conn = connecting.await.map_err(|e| explain(&e, sa, &name))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| explain(&e, sa, &name))?;
-        let local = endpoint_of(endpoint.local_addr()?);
-        let peer = endpoint_of(conn.remote_address());
+        let local = Endpoint::from(endpoint.local_addr()?);
+        let peer = Endpoint::from(conn.remote_address());
         Ok(wire::raw_messages(&endpoint, conn, send, recv, self.inner.wire, local, peer).into())
     }
 }

@@ -24,11 +24,11 @@
 pub mod clientserver;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
+use yoton_core::listen::bind_tcp;
 use yoton_core::stream::RawStream;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
@@ -50,17 +50,10 @@ pub fn install() {
     yoton_core::context::register_default_transport(Arc::new(TcpTransport));
 }
 
-fn endpoint(a: SocketAddr) -> Endpoint {
-    Endpoint {
-        host: a.ip().to_string(),
-        port: a.port(),
-    }
-}
-
 fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
     stream.set_nodelay(true)?;
-    let local = endpoint(stream.local_addr()?);
-    let peer = endpoint(stream.peer_addr()?);
+    let local = Endpoint::from(stream.local_addr()?);
+    let peer = Endpoint::from(stream.peer_addr()?);
     let (r, w) = stream.into_split();
     Ok(RawStream {
         reader: Box::new(r),
@@ -95,19 +88,8 @@ impl Transport for TcpTransport {
     }
 
     async fn listen(&self, addr: &Address) -> Result<Box<dyn TransportListener>, TransportError> {
-        let sa = addr.resolve().await?;
-        let socket = if sa.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        // Like the reference: a port left in TIME_WAIT by an earlier run can be reused.
-        socket.set_reuseaddr(true)?;
-        socket
-            .bind(sa)
-            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
-        let listener = socket.listen(1024)?;
-        let local = endpoint(listener.local_addr()?);
+        let listener = bind_tcp(addr.resolve().await?)?;
+        let local = listener.local_addr()?.into();
         Ok(Box::new(Listening { listener, local }))
     }
 

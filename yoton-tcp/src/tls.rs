@@ -57,18 +57,13 @@ use async_trait::async_trait;
 use rustls::pki_types::ServerName;
 use rustls::{CertificateError, OtherError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use yoton_core::listen::{bind_tcp, HandshakingListener};
 use yoton_core::stream::{RawStream, StreamRead};
-use yoton_core::transport::{
-    Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
-};
+use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
 use yoton_tls::{config, rustls_error, CaSource, IdentitySource, NotPinned, PinReport, Trust};
-
-use crate::endpoint;
 
 /// Re-exported rustls (the version this crate uses).
 ///
@@ -638,83 +633,12 @@ fn describe_server_error(peer: &Endpoint, e: &std::io::Error) -> String {
 // Listening and connecting
 // ---------------------------------------------------------------------------------
 
-type Ready = Result<RawStream, TransportError>;
-
-struct Listening {
-    local: Endpoint,
-    rx: mpsc::Receiver<Ready>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        // Stops accepting and the handshakes in progress (Handshakes is dropped).
-        self.task.abort();
-    }
-}
-
-#[async_trait]
-impl TransportListener for Listening {
-    fn local(&self) -> Endpoint {
-        self.local.clone()
-    }
-
-    async fn accept(&mut self) -> Result<Incoming, TransportError> {
-        match self.rx.recv().await {
-            Some(Ok(raw)) => Ok(raw.into()),
-            Some(Err(e)) => Err(e),
-            None => Err(TransportError::new("the TLS listener stopped")),
-        }
-    }
-}
-
-/// Accept TCP connections; each gets its own task for the TLS handshake (bounded by
-/// the time-out), so a slow client does not hold up others. Finished streams go
-/// through the channel to [`Listening::accept`].
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    timeout: Duration,
-    tx: mpsc::Sender<Ready>,
-) {
-    let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // As for plain TCP, the context decides what an accept error means.
-                if tx.send(Err(e.into())).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        // Over the limit the socket comes back and is dropped (closed) at once.
-        let _ = handshakes.try_spawn(stream, |stream| async move {
-            let peer = stream.peer_addr().map(endpoint).unwrap_or_default();
-            match tokio::time::timeout(timeout, server_side(stream, acceptor)).await {
-                Ok(Ok(raw)) => {
-                    let _ = tx.send(Ok(raw)).await;
-                }
-                Ok(Err(e)) => tracing::info!(error = %e, "refused a TLS client; still listening"),
-                Err(_) => tracing::info!(
-                    %peer,
-                    ?timeout,
-                    "a TLS client did not finish its handshake in time; dropped it"
-                ),
-            }
-        });
-    }
-}
-
 /// The server side of one accepted socket: check that it speaks TLS, run the TLS
 /// handshake, split the stream.
 async fn server_side(mut stream: TcpStream, acceptor: TlsAcceptor) -> Result<RawStream, String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let local = endpoint(stream.local_addr().map_err(|e| e.to_string())?);
-    let peer = endpoint(stream.peer_addr().map_err(|e| e.to_string())?);
+    let local = Endpoint::from(stream.local_addr().map_err(|e| e.to_string())?);
+    let peer = Endpoint::from(stream.peer_addr().map_err(|e| e.to_string())?);
     let mut first = [0u8; 1];
     let n = stream
         .peek(&mut first)
@@ -803,26 +727,16 @@ impl Transport for TlsTransport {
                 addr.scheme
             )));
         };
-        let sa = addr.resolve().await?;
-        let socket = if sa.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket
-            .bind(sa)
-            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
-        let listener = socket.listen(1024)?;
-        let local = endpoint(listener.local_addr()?);
-        let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(accept_loop(
+        let listener = bind_tcp(addr.resolve().await?)?;
+        Ok(Box::new(HandshakingListener::spawn(
             listener,
-            acceptor,
+            "TLS",
             self.inner.handshake_timeout,
-            tx,
-        ));
-        Ok(Box::new(Listening { local, rx, task }))
+            move |stream| {
+                let acceptor = acceptor.clone();
+                async move { server_side(stream, acceptor).await.map(Incoming::from) }
+            },
+        )?))
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
@@ -851,8 +765,8 @@ impl Transport for TlsTransport {
         }
         let stream = TcpStream::connect(sa).await?;
         stream.set_nodelay(true)?;
-        let local = endpoint(stream.local_addr()?);
-        let peer = endpoint(stream.peer_addr()?);
+        let local = Endpoint::from(stream.local_addr()?);
+        let peer = Endpoint::from(stream.peer_addr()?);
         let target = addr.host_port();
         let timeout = self.inner.handshake_timeout;
         let tls = match tokio::time::timeout(timeout, connector.connect(name.clone(), stream)).await

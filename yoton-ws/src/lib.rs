@@ -110,19 +110,15 @@ mod link;
 mod server;
 mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use yoton_core::transport::{
-    Handshakes, Incoming, Transport, TransportError, TransportListener, MAX_TRANSPORT_HANDSHAKES,
-};
+use tokio::net::TcpStream;
+use yoton_core::listen::{bind_tcp, HandshakingListener};
+use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
 
 use frame::Side;
@@ -277,13 +273,6 @@ pub fn install_with(transport: WsTransport) {
     yoton_core::context::register_default_transport(Arc::new(transport));
 }
 
-fn endpoint(a: SocketAddr) -> Endpoint {
-    Endpoint {
-        host: a.ip().to_string(),
-        port: a.port(),
-    }
-}
-
 fn no_server_tls(addr: &Address) -> TransportError {
     TransportError::permanent(format!(
         "cannot listen at {addr}: wss:// needs a certificate. Build the transport with \
@@ -300,76 +289,6 @@ fn no_client_tls(addr: &Address) -> TransportError {
     ))
 }
 
-type Ready = Result<yoton_core::messages::RawMessages, TransportError>;
-
-struct Listening {
-    local: Endpoint,
-    rx: mpsc::Receiver<Ready>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-#[async_trait]
-impl TransportListener for Listening {
-    fn local(&self) -> Endpoint {
-        self.local.clone()
-    }
-
-    async fn accept(&mut self) -> Result<Incoming, TransportError> {
-        match self.rx.recv().await {
-            Some(Ok(raw)) => Ok(raw.into()),
-            Some(Err(e)) => Err(e),
-            None => Err(TransportError::new("the WebSocket listener stopped")),
-        }
-    }
-}
-
-/// Accept TCP connections; each gets its own task for TLS and the upgrade (bounded by
-/// the handshake time-out, at most [`MAX_TRANSPORT_HANDSHAKES`] at once: more sockets
-/// are closed at once), so a slow client does not hold up others. Dropping the task
-/// (when the listener is dropped) stops the handshakes in progress too.
-async fn accept_loop(
-    listener: TcpListener,
-    transport: WsTransport,
-    path: String,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    tx: mpsc::Sender<Ready>,
-) {
-    let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                if tx.send(Err(e.into())).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (transport, path, tls, tx) = (transport.clone(), path.clone(), tls.clone(), tx.clone());
-        // Over the limit the socket comes back and is dropped (closed) at once.
-        let _ = handshakes.try_spawn(stream, |stream| async move {
-            let timeout = transport.inner.handshake_timeout;
-            match tokio::time::timeout(timeout, server_side(stream, &transport, &path, tls)).await {
-                Ok(Ok(raw)) => {
-                    let _ = tx.send(Ok(raw)).await;
-                }
-                Ok(Err(e)) => tracing::info!(error = %e, "refused a WebSocket client"),
-                Err(_) => tracing::info!(
-                    ?timeout,
-                    "a WebSocket client did not finish its upgrade in time"
-                ),
-            }
-        });
-    }
-}
-
 async fn server_side(
     stream: TcpStream,
     transport: &WsTransport,
@@ -377,8 +296,8 @@ async fn server_side(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<yoton_core::messages::RawMessages, String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let local = endpoint(stream.local_addr().map_err(|e| e.to_string())?);
-    let peer = endpoint(stream.peer_addr().map_err(|e| e.to_string())?);
+    let local = Endpoint::from(stream.local_addr().map_err(|e| e.to_string())?);
+    let peer = Endpoint::from(stream.peer_addr().map_err(|e| e.to_string())?);
     let io = match tls {
         None => io::Io::plain(stream),
         Some(acceptor) => {
@@ -408,22 +327,21 @@ impl Transport for WsTransport {
             ("wss", Some(c)) => Some(tokio_rustls::TlsAcceptor::from(c.clone())),
             _ => None,
         };
-        let sa = addr.resolve().await?;
-        let socket = if sa.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket
-            .bind(sa)
-            .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
-        let listener = socket.listen(1024)?;
-        let local = endpoint(listener.local_addr()?);
-        let (tx, rx) = mpsc::channel(16);
-        let path = self.path_for(addr).to_owned();
-        let task = tokio::spawn(accept_loop(listener, self.clone(), path, tls, tx));
-        Ok(Box::new(Listening { local, rx, task }))
+        let listener = bind_tcp(addr.resolve().await?)?;
+        let (transport, path) = (self.clone(), self.path_for(addr).to_owned());
+        Ok(Box::new(HandshakingListener::spawn(
+            listener,
+            "WebSocket",
+            self.inner.handshake_timeout,
+            move |stream| {
+                let (transport, path, tls) = (transport.clone(), path.clone(), tls.clone());
+                async move {
+                    server_side(stream, &transport, &path, tls)
+                        .await
+                        .map(Incoming::from)
+                }
+            },
+        )?))
     }
 
     async fn connect(&self, addr: &Address) -> Result<Incoming, TransportError> {
@@ -435,8 +353,8 @@ impl Transport for WsTransport {
         let sa = addr.resolve().await?;
         let stream = TcpStream::connect(sa).await?;
         stream.set_nodelay(true)?;
-        let local = endpoint(stream.local_addr()?);
-        let peer = endpoint(stream.peer_addr()?);
+        let local = Endpoint::from(stream.local_addr()?);
+        let peer = Endpoint::from(stream.peer_addr()?);
         let target = addr.host_port();
         let io = match connector {
             None => io::Io::plain(stream),
