@@ -12,14 +12,14 @@ use crate::address::Address;
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
 use crate::error::{Error, Result};
-use crate::handshake::{HandshakeError, Hello};
+use crate::handshake::Hello;
 use crate::link::Endpoint;
 use crate::outbox::{AfterPush, Queue, Queues};
 use crate::package::{Package, SLOT_CONTEXT};
 use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
 use crate::stream::{establish, Role};
-use crate::transport::{Registry, Transport, TransportListener};
+use crate::transport::{Registry, Transport, TransportError, TransportListener};
 
 /// Context message that makes state channels resend their state.
 pub const NEW_CONNECTION: &str = "NEW_CONNECTION";
@@ -833,11 +833,14 @@ impl Context {
         self.inner.rt.block_on("bind", self.bind_async(address))?
     }
 
-    /// Connect to the context bound at `address`, retrying until `timeout`; the error
-    /// names the address. An error that retrying cannot mend (a refused certificate, a
-    /// server that speaks another protocol, a refused handshake) is reported at once
-    /// ([`Error::ConnectFailed`]); otherwise, when time runs out, [`Error::Connect`]
-    /// with the reason of the last attempt. Afterwards `NEW_CONNECTION` is broadcast.
+    /// Connect to the context bound at `address`, retrying until `timeout` (nobody
+    /// listening yet, a host at its connection limit that drops the socket during the
+    /// handshake); the error names the address. An error that retrying cannot mend (a
+    /// refused certificate, a server that speaks another protocol, a refused
+    /// authentication) is reported at once ([`Error::ConnectFailed`]); otherwise, when
+    /// time runs out, [`Error::Connect`] with the reason of the last attempt. The
+    /// Yoton handshake of an attempt has its own time-out, which may end after
+    /// `timeout`. Afterwards `NEW_CONNECTION` is broadcast.
     pub async fn connect_async(&self, address: &str, timeout: Duration) -> Result<Connection> {
         self.connect_once(address, timeout).await
     }
@@ -966,37 +969,45 @@ impl Context {
         // The reason of the latest failed attempt: when time runs out during a retry,
         // that reason (a refused certificate, say) says more than "no answer".
         let mut last_error: Option<String> = None;
-        let raw = loop {
+        let pause = (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let link = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(
+            let error = match tokio::time::timeout(
                 left.max(Duration::from_millis(10)),
                 transport.connect(&addr),
             )
             .await
             {
-                Ok(Ok(raw)) => break raw,
-                Ok(Err(e)) if e.permanent => return Err(failed(e.reason)),
-                Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
-                    return Err(fail(e.reason))
-                }
                 Err(_) => return Err(fail(last_error.unwrap_or_else(|| "no answer".into()))),
-                Ok(Err(e)) => {
-                    last_error = Some(e.reason);
-                    let pause =
-                        (timeout / 100).clamp(Duration::from_millis(5), Duration::from_millis(100));
-                    tokio::time::sleep(pause.min(left)).await;
-                }
+                Ok(Err(e)) => e,
+                // The Yoton handshake has a time-out of its own (and may take longer
+                // than what is left of the connect's).
+                Ok(Ok(raw)) => match establish(
+                    raw,
+                    Role::Client,
+                    self.hello(),
+                    self.inner.config.max_message_size,
+                    self.inner.config.secret.as_ref(),
+                )
+                .await
+                {
+                    Ok(link) => break link,
+                    Err(e) => TransportError {
+                        permanent: !e.may_pass(),
+                        reason: e.to_string(),
+                    },
+                },
+            };
+            if error.permanent {
+                return Err(failed(error.reason));
             }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(fail(error.reason));
+            }
+            last_error = Some(error.reason);
+            tokio::time::sleep(pause.min(left)).await;
         };
-        let link = establish(
-            raw,
-            Role::Client,
-            self.hello(),
-            self.inner.config.max_message_size,
-            self.inner.config.secret.as_ref(),
-        )
-        .await
-        .map_err(|e: HandshakeError| failed(e.to_string()))?;
         let conn = self.new_connection(addr.to_string(), Status::Connected, link.local.clone());
         conn.start(link, Status::Connected, &self.inner.rt);
         self.add_link(&conn);

@@ -46,8 +46,9 @@ pub enum Error {
     },
     /// Connecting failed for a reason that retrying cannot mend, so `connect` did not
     /// wait for its time-out: a refused certificate, an invalid setting, a server that
-    /// speaks another protocol, a refused Yoton handshake (another secret, a message
-    /// size limit). The reason says what to change.
+    /// speaks another protocol (not Yoton, not TLS, a WebSocket upgrade refused with a
+    /// 4xx), a refused Yoton authentication, a connection to the context itself. The
+    /// reason says what to change.
     #[error("could not connect to {address}: {reason}")]
     ConnectFailed {
         /// The address.

@@ -97,6 +97,25 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
 }
 
+impl HandshakeError {
+    /// Whether another attempt may succeed: the peer closed the connection or went
+    /// silent (a host at its connection limit drops new sockets), or the socket
+    /// failed. A peer that is not Yoton, refuses our secret or is this very context
+    /// says the same every time.
+    ///
+    /// ```
+    /// use yoton_core::handshake::HandshakeError;
+    /// assert!(HandshakeError::Eof.may_pass());
+    /// assert!(!HandshakeError::AuthFailed("wrong secret".into()).may_pass());
+    /// ```
+    pub fn may_pass(&self) -> bool {
+        matches!(
+            self,
+            HandshakeError::Timeout | HandshakeError::Eof | HandshakeError::Io(_)
+        )
+    }
+}
+
 /// Read one `\r\n`-terminated line; bytes after it stay in `buf`.
 pub async fn read_line<R: AsyncRead + Unpin>(
     io: &mut R,
