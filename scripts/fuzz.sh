@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh                 every target for 600 s
 #   scripts/fuzz.sh SECONDS         every target for SECONDS
 #   scripts/fuzz.sh smoke           every target for 10 s (what CI runs)
-#   scripts/fuzz.sh SECONDS T...    only the targets T... (codec object handshake address ws_deframe)
+#   scripts/fuzz.sh SECONDS T...    only the targets T... (codec object handshake address ws_deframe router)
 #
 # Installs cargo-fuzz when it is missing. On a stable toolchain cargo-fuzz needs nightly
 # flags (-Zsanitizer=address): RUSTC_BOOTSTRAP=1 allows them. Prints the executions and
@@ -26,7 +26,7 @@ case "${1:-}" in
     *) secs=$1; shift ;;
 esac
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec object handshake address ws_deframe)
+[ ${#targets[@]} -gt 0 ] || targets=(codec object handshake address ws_deframe router)
 
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -70,6 +70,13 @@ if [ ! -d fuzz/corpus/ws_deframe ]; then
     seed ws_deframe masked '\x0b\x05\x82\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89\x81\x01\x02\x03\x04\x71'
     seed ws_deframe fragments '\x0a\x09\x02\x03abc\x89\x01p\x00\x03def\x80\x01g\x8a\x00\x88\x05\x03\xe9bye'
     seed ws_deframe long '\x0a\x02\x82\x7e\x00\x80xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\x81\x01t'
+fi
+if [ ! -d fuzz/corpus/router ]; then
+    # ops: \x00 adds a link; kind 2 (op % 8) is a read of 1 + op / 8 % 8 packages
+    # over link byte % 8, each (source, seq choice, dest); kind 1 removes a link
+    seed router stream '\x00\x3a\x00\x01\x00\x02\x01\x00\x02\x01\x00\x02\x01\x00\x02\x01\x00\x02\x01\x00\x02\x01\x00\x02\x01\x00\x02'
+    seed router forward '\x00\x00\x1a\x01\x02\x02\x07\x01\x00\x06\x03\x05\x00\x01\x02\x01\x03\x01\x01\x00'
+    seed router duplicates '\x00\x12\x00\x01\x02\x05\x00\x01\x00\x00\x01\x03\x00\x00\x0a\x00\x08\x00\x03\x02'
 fi
 if [ ! -d fuzz/corpus/address ]; then
     seed address name 'tcp://localhost:test+2/path'
