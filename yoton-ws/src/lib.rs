@@ -73,7 +73,7 @@
 //! [`WsTransport::builder`] (a certificate to listen, trust roots to connect: the
 //! Mozilla roots by default, plus your own CA certificates) or hand rustls
 //! configurations to [`WsTransport::with_tls`]. Certificates are always verified,
-//! unless [`WsTransportBuilder::danger_accept_invalid_certs`] says otherwise.
+//! unless [`WsTransportBuilder::dangerous_accept_any_certificate`] says otherwise.
 //!
 //! ```
 //! use std::time::Duration;
@@ -84,7 +84,7 @@
 //! let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
 //! let t = WsTransport::builder()
 //!     .server_cert_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
-//!     .add_root_certificates_pem(cert.cert.pem())
+//!     .trust_ca_pem(cert.cert.pem())
 //!     .build()
 //!     .unwrap();
 //! let a = Context::builder().transport(t.clone()).build().unwrap();
@@ -128,6 +128,7 @@ pub use tls::WsTransportBuilder;
 /// The crypto provider used for configurations built here (ring), chosen explicitly so
 /// that the process-wide default (or its absence) does not matter.
 pub use yoton_tls::provider;
+pub use yoton_tls::Fingerprint;
 
 /// Re-exported rustls, for building your own configurations.
 pub use rustls;
@@ -160,9 +161,6 @@ pub enum Error {
     /// certificate).
     #[error("TLS configuration refused: {0}")]
     Tls(#[from] rustls::Error),
-    /// The operating system's root certificates could not be loaded.
-    #[error("cannot load the system's root certificates: {0}")]
-    NativeRoots(String),
     /// A setting is invalid.
     #[error("invalid setting: {0}")]
     Setting(String),
@@ -170,6 +168,9 @@ pub enum Error {
 
 pub(crate) struct Settings {
     server: Option<Arc<ServerConfig>>,
+    /// The server certificate (DER, the first of the chain), unless the server
+    /// configuration was given as a rustls configuration.
+    certificate: Option<Vec<u8>>,
     client: Option<Arc<ClientConfig>>,
     path: String,
     max_message_size: usize,
@@ -212,6 +213,7 @@ impl WsTransport {
         WsTransport {
             inner: Arc::new(Settings {
                 server,
+                certificate: None,
                 client,
                 path: DEFAULT_PATH.to_owned(),
                 max_message_size: DEFAULT_MAX_WS_MESSAGE,
@@ -228,6 +230,19 @@ impl WsTransport {
     /// Whether `wss://` addresses can be listened on (a certificate is configured).
     pub fn can_listen_tls(&self) -> bool {
         self.inner.server.is_some()
+    }
+
+    /// The server certificate (DER, the first of the chain), when this transport can
+    /// listen on `wss://` with a certificate given to the builder (not with a rustls
+    /// configuration of its own).
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.inner.certificate.as_deref()
+    }
+
+    /// The SHA-256 fingerprint of the server certificate, for clients to pin
+    /// ([`WsTransportBuilder::pin_certificate`]).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.certificate_der().map(Fingerprint::of)
     }
 
     /// Whether `wss://` addresses can be connected to.
@@ -285,7 +300,7 @@ fn no_client_tls(addr: &Address) -> TransportError {
     TransportError::permanent(format!(
         "cannot connect to {addr}: this WebSocket transport has no TLS client settings. \
          Build it with WsTransport::builder().build() (trusts the webpki roots; add your CA \
-         with add_root_certificates_pem_file) or WsTransport::with_tls(.., Some(client_config))"
+         with trust_ca_pem_file, or pin it with pin_certificate) or WsTransport::with_tls(.., Some(client_config))"
     ))
 }
 

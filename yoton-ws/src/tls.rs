@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use yoton_tls::{config, pem, provider, roots, Identity, ServerVerifier, TlsError};
+use yoton_tls::{
+    config, pem, provider, CaSource, Fingerprint, Identity, PinReport, TlsError, Trust,
+};
 
 use crate::{Error, Settings, WsTransport, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WS_MESSAGE};
 
@@ -27,26 +29,22 @@ enum ServerSource {
     Config(Arc<ServerConfig>),
 }
 
-enum RootSource {
-    Der(CertificateDer<'static>),
-    Pem(Vec<u8>),
-    PemFile(PathBuf),
-}
-
 /// Builds a [`WsTransport`]: TLS material for `wss://`, the upgrade path and limits.
 ///
 /// Without any call, [`WsTransportBuilder::build`] gives a transport that connects to
 /// `ws://` and to `wss://` servers whose certificates chain to the Mozilla roots of
 /// `webpki-roots` (certificate verification is always on unless
-/// [`WsTransportBuilder::danger_accept_invalid_certs`] is called), and that listens on
-/// `ws://` only; give a certificate to listen on `wss://`.
+/// [`WsTransportBuilder::dangerous_accept_any_certificate`] is called), and that
+/// listens on `ws://` only; give a certificate to listen on `wss://`. What a client
+/// trusts is set as for `tls://` and `quic://`: root CAs (`trust_ca_*`), or pinned
+/// certificates ([`WsTransportBuilder::pin_certificate`]).
 ///
 /// ```
 /// use yoton_ws::WsTransport;
 /// let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
 /// let t = WsTransport::builder()
 ///     .server_cert_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
-///     .add_root_certificates_pem(cert.cert.pem())
+///     .trust_ca_pem(cert.cert.pem())
 ///     .path("/bus")
 ///     .build()
 ///     .unwrap();
@@ -56,10 +54,7 @@ enum RootSource {
 pub struct WsTransportBuilder {
     server: Option<ServerSource>,
     client: Option<Arc<ClientConfig>>,
-    webpki_roots: bool,
-    native_roots: bool,
-    roots: Vec<RootSource>,
-    accept_invalid: bool,
+    trust: Trust,
     path: String,
     max_message_size: usize,
     handshake_timeout: Duration,
@@ -70,10 +65,7 @@ impl std::fmt::Debug for WsTransportBuilder {
         f.debug_struct("WsTransportBuilder")
             .field("server_certificate", &self.server.is_some())
             .field("client_config", &self.client.is_some())
-            .field("webpki_roots", &self.webpki_roots)
-            .field("native_roots", &self.native_roots)
-            .field("extra_roots", &self.roots.len())
-            .field("accept_invalid_certs", &self.accept_invalid)
+            .field("trust", &self.trust)
             .field("path", &self.path)
             .field("max_message_size", &self.max_message_size)
             .finish()
@@ -85,10 +77,7 @@ impl Default for WsTransportBuilder {
         WsTransportBuilder {
             server: None,
             client: None,
-            webpki_roots: true,
-            native_roots: false,
-            roots: Vec::new(),
-            accept_invalid: false,
+            trust: Trust::default(),
             path: crate::DEFAULT_PATH.to_owned(),
             max_message_size: DEFAULT_MAX_WS_MESSAGE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -145,40 +134,88 @@ impl WsTransportBuilder {
 
     /// Trust the Mozilla roots of `webpki-roots` (default: yes).
     pub fn webpki_roots(mut self, on: bool) -> Self {
-        self.webpki_roots = on;
+        self.trust.webpki_roots = on;
         self
     }
 
-    /// Also trust the operating system's root certificates (default: no).
+    /// Also trust the operating system's root certificates (default: no). Problems
+    /// reading them are logged as warnings.
     pub fn native_roots(mut self, on: bool) -> Self {
-        self.native_roots = on;
+        self.trust.native_roots = on;
         self
     }
 
     /// Also trust this CA (or self-signed) certificate, as DER.
-    pub fn add_root_certificate_der(mut self, cert: CertificateDer<'static>) -> Self {
-        self.roots.push(RootSource::Der(cert));
+    pub fn trust_ca_der(mut self, der: impl AsRef<[u8]>) -> Self {
+        self.trust
+            .extra_cas
+            .push(CaSource::Der(der.as_ref().to_vec()));
         self
     }
 
     /// Also trust every certificate in this PEM text.
-    pub fn add_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.roots.push(RootSource::Pem(pem.into()));
+    pub fn trust_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.trust
+            .extra_cas
+            .push(CaSource::Pem(pem.as_ref().to_vec()));
         self
     }
 
-    /// Also trust every certificate in this PEM file.
-    pub fn add_root_certificates_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.roots.push(RootSource::PemFile(path.into()));
+    /// Also trust every certificate in this PEM file (read when building).
+    pub fn trust_ca_pem_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trust.extra_cas.push(CaSource::PemFile(path.into()));
+        self
+    }
+
+    /// Accept exactly the server certificate with this SHA-256 fingerprint (may be
+    /// given several times; a server's is [`WsTransport::fingerprint`]). With pins,
+    /// no CA, name or date check is made: the pin alone decides, and the server must
+    /// still prove it holds the certificate's key.
+    ///
+    /// ```
+    /// use yoton_ws::{Fingerprint, WsTransport};
+    /// let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    /// let server = WsTransport::builder()
+    ///     .server_cert_pem(cert.cert.pem(), cert.signing_key.serialize_pem())
+    ///     .build()
+    ///     .unwrap();
+    /// let pin = server.fingerprint().unwrap();
+    /// assert_eq!(pin, Fingerprint::of(cert.cert.der()));
+    /// let client = WsTransport::builder().pin_certificate(pin).build().unwrap();
+    /// assert!(client.can_connect_tls());
+    /// ```
+    pub fn pin_certificate(mut self, fingerprint: Fingerprint) -> Self {
+        self.trust.pins.push(fingerprint);
         self
     }
 
     /// **Dangerous, for development only**: accept any server certificate, whoever
     /// issued it and whatever name it is for. The connection is encrypted but not
     /// authenticated: anyone on the path can impersonate the server.
-    pub fn danger_accept_invalid_certs(mut self) -> Self {
-        self.accept_invalid = true;
+    pub fn dangerous_accept_any_certificate(mut self) -> Self {
+        self.trust.accept_any = true;
         self
+    }
+
+    /// [`WsTransportBuilder::trust_ca_der`] (the name of earlier versions).
+    pub fn add_root_certificate_der(self, cert: CertificateDer<'static>) -> Self {
+        self.trust_ca_der(cert)
+    }
+
+    /// [`WsTransportBuilder::trust_ca_pem`] (the name of earlier versions).
+    pub fn add_root_certificates_pem(self, pem: impl Into<Vec<u8>>) -> Self {
+        self.trust_ca_pem(pem.into())
+    }
+
+    /// [`WsTransportBuilder::trust_ca_pem_file`] (the name of earlier versions).
+    pub fn add_root_certificates_pem_file(self, path: impl Into<PathBuf>) -> Self {
+        self.trust_ca_pem_file(path)
+    }
+
+    /// [`WsTransportBuilder::dangerous_accept_any_certificate`] (the name of earlier
+    /// versions).
+    pub fn danger_accept_invalid_certs(self) -> Self {
+        self.dangerous_accept_any_certificate()
     }
 
     /// The HTTP path of the upgrade when an address gives none (default `/yoton`).
@@ -211,66 +248,48 @@ impl WsTransportBuilder {
                 self.path
             )));
         }
-        let server = match self.server {
-            None => None,
-            Some(ServerSource::Config(c)) => Some(c),
-            Some(ServerSource::Der { chain, key }) => Some(server_config(chain, key)?),
+        let (server, certificate) = match self.server {
+            None => (None, None),
+            Some(ServerSource::Config(c)) => (Some(c), None),
+            Some(ServerSource::Der { chain, key }) => server_config(chain, key)?,
             Some(ServerSource::Pem { cert, key }) => {
                 let chain = pem::certs_from_pem(&cert, "the server certificate PEM")
                     .map_err(|e| load_error(e, "certificates", "certificates"))?;
                 let key = pem::key_from_pem(&key, "the server key PEM")
                     .map_err(|e| load_error(e, "private key", "private key"))?;
-                Some(server_config(chain, key)?)
+                server_config(chain, key)?
             }
             Some(ServerSource::PemFiles { cert, key }) => {
                 let chain = pem::certs_from_pem_file(&cert)
                     .map_err(|e| load_error(e, "certificate chain", "certificates"))?;
                 let key = pem::key_from_pem_file(&key)
                     .map_err(|e| load_error(e, "private key", "private key"))?;
-                Some(server_config(chain, key)?)
+                server_config(chain, key)?
             }
         };
         let client = match self.client {
             Some(c) => c,
-            None if self.accept_invalid => {
+            None => {
                 let p = provider();
-                let verifier = ServerVerifier::accept_any(&p);
+                let verifier = self
+                    .trust
+                    .verifier(&p, PinReport::Typed)
+                    .map_err(|e| load_error(e, "root certificates", "certificates"))?;
+                if self.trust.accept_any {
+                    tracing::warn!(
+                        "yoton-ws: dangerous_accept_any_certificate is set: wss:// servers are \
+                         NOT verified; use only for development"
+                    );
+                }
                 let c = config::client_config(&p, rustls::DEFAULT_VERSIONS, verifier)
                     .map_err(refused)?;
-                Arc::new(c)
-            }
-            None => {
-                let mut roots = RootCertStore::empty();
-                if self.webpki_roots {
-                    roots::add_webpki_roots(&mut roots);
-                }
-                if self.native_roots {
-                    let found = roots::add_native_roots(&mut roots);
-                    if found.failed() {
-                        return Err(Error::NativeRoots(found.errors.join("; ")));
-                    }
-                }
-                for r in self.roots {
-                    let certs = match r {
-                        RootSource::Der(c) => Ok(vec![c]),
-                        RootSource::Pem(p) => pem::certs_from_pem(&p, "a root certificate PEM"),
-                        RootSource::PemFile(path) => pem::certs_from_pem_file(&path),
-                    }
-                    .map_err(|e| load_error(e, "root certificates", "certificates"))?;
-                    for c in certs {
-                        roots.add(c)?;
-                    }
-                }
-                let c = ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
                 Arc::new(c)
             }
         };
         Ok(WsTransport {
             inner: Arc::new(Settings {
                 server,
+                certificate,
                 client: Some(client),
                 path: self.path,
                 max_message_size: self.max_message_size,
@@ -280,14 +299,20 @@ impl WsTransportBuilder {
     }
 }
 
+/// A server's rustls configuration and its certificate (DER, the first of the chain).
+type Served = (Option<Arc<ServerConfig>>, Option<Vec<u8>>);
+
+/// The server configuration for this chain and key, and the chain's first
+/// certificate.
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, Error> {
+) -> Result<Served, Error> {
     let identity = Identity { chain, key };
+    let leaf = identity.leaf_der();
     let c =
         config::server_config(&provider(), rustls::DEFAULT_VERSIONS, identity).map_err(refused)?;
-    Ok(Arc::new(c))
+    Ok((Some(Arc::new(c)), leaf))
 }
 
 /// rustls refused a configuration.
@@ -328,8 +353,15 @@ pub(crate) fn describe_client_error(target: &str, e: &std::io::Error) -> String 
         Some(rustls::Error::InvalidCertificate(ce)) => match ce {
             rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature => {
                 " (the server's certificate does not chain to a trusted root: add its CA with \
-                 WsTransport::builder().add_root_certificates_pem_file(..), or for development \
-                 only use danger_accept_invalid_certs())"
+                 WsTransport::builder().trust_ca_pem_file(..), pin the certificate with \
+                 pin_certificate(fingerprint), or for development only use \
+                 dangerous_accept_any_certificate())"
+            }
+            rustls::CertificateError::Other(rustls::OtherError(inner))
+                if inner.downcast_ref::<yoton_tls::NotPinned>().is_some() =>
+            {
+                " (the server's certificate is not the pinned one: if it was replaced on \
+                 purpose, pin the new fingerprint; otherwise this may not be your server)"
             }
             rustls::CertificateError::NotValidForName
             | rustls::CertificateError::NotValidForNameContext { .. } => {

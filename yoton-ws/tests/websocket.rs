@@ -563,3 +563,46 @@ fn install_makes_ws_the_default() {
     let ctx = Context::new().unwrap();
     assert!(ctx.registry().get("ws").is_some());
 }
+
+/// Pinning as for tls:// and quic://: a client that pins a server's fingerprint
+/// accepts exactly that certificate, with no CA and no name check, and refuses any
+/// other at once, saying it is not the pinned one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_fingerprint_lets_exactly_that_server_in() {
+    let served = cert_for(&["yoton.invalid"]);
+    let pin = tls_transport(&served, &served).fingerprint().unwrap();
+    assert_eq!(pin, yoton_ws::Fingerprint::of(&served.der));
+    let client = WsTransport::builder()
+        .webpki_roots(false)
+        .pin_certificate(pin)
+        .build()
+        .unwrap();
+    // For another name than the address's, and trusted by no CA: the pin decides.
+    assert_eq!(
+        wss_attempt(&served, &client, "127.0.0.1", false).await,
+        None
+    );
+    let other = cert_for(&["127.0.0.1"]);
+    let err = wss_attempt(&other, &client, "127.0.0.1", true)
+        .await
+        .expect("a certificate that is not the pinned one was accepted");
+    assert!(err.contains("not the pinned one"), "{err}");
+}
+
+#[test]
+fn a_client_that_trusts_nothing_is_refused_at_build() {
+    let err = WsTransport::builder()
+        .webpki_roots(false)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no trusted root certificate"), "{err}");
+    // The same settings by their new names build.
+    let c = cert_for(&["127.0.0.1"]);
+    let t = WsTransport::builder()
+        .webpki_roots(false)
+        .trust_ca_der(&c.der)
+        .build()
+        .unwrap();
+    assert!(t.can_connect_tls() && t.fingerprint().is_none());
+}
