@@ -397,11 +397,11 @@ fn schemes_help() -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    #[cfg(feature = "quic")]
     text.push_str(
-        "\n\nquic:// always encrypts: binding or listening needs a certificate (--cert and \
-         --key, or --self-signed), and a client must trust the server (a public CA, --ca, \
-         --pin with the fingerprint --self-signed prints, or --insecure).",
+        "\n\ntls://, wss:// and quic:// take the same options: binding or listening needs a \
+         certificate (--cert and --key, or --self-signed; quic:// always encrypts, so it \
+         always needs one), and a client must trust the server (a public CA, --ca, --pin \
+         with the fingerprint --self-signed prints, or --insecure).",
     );
     text
 }

@@ -1,94 +1,140 @@
 //! Transport settings on the command line, and the context made with them.
 //!
 //! Without options the context is [`yoton::context()`]: every compiled-in transport
-//! with its defaults. QUIC (feature `quic`) needs more to be useful: a server
-//! certificate to bind or listen (`--cert`/`--key`, or `--self-signed` for
-//! development) and, for a client, a way to trust a server that is not signed by a
-//! public CA (`--pin`, `--ca`, or `--insecure`).
+//! with its defaults. The encrypted transports (`tls://`, `wss://`, `quic://`) take
+//! the same options: a server certificate to bind or listen (`--cert`/`--key`, or
+//! `--self-signed` for development; quic:// always needs one) and, for a client, a
+//! way to trust a server that is not signed by a public CA (`--pin`, `--ca`, or
+//! `--insecure`).
+
+use std::path::PathBuf;
 
 use yoton::Context;
+use yoton_tls::{Fingerprint, Identity};
 
-use crate::error::Result;
+use crate::error::{CliError, Result};
 
-/// Transport options (only those of the transports compiled in).
+/// Transport options: certificates and trust of tls://, wss:// and quic://.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TransportArgs {
-    /// quic://: serve this certificate chain (PEM file) when binding or listening
-    #[cfg(feature = "quic")]
+    /// tls://, wss://, quic://: serve this certificate chain (PEM file) when binding
+    /// or listening
     #[arg(
-        help_heading = "QUIC options",
+        help_heading = "TLS options (tls://, wss://, quic://)",
         long,
         value_name = "FILE",
         requires = "key"
     )]
-    pub cert: Option<std::path::PathBuf>,
-    /// quic://: the private key (PEM file) of --cert
-    #[cfg(feature = "quic")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM file) of --cert
     #[arg(
-        help_heading = "QUIC options",
+        help_heading = "TLS options (tls://, wss://, quic://)",
         long,
         value_name = "FILE",
         requires = "cert"
     )]
-    pub key: Option<std::path::PathBuf>,
-    /// quic://: serve a generated self-signed certificate for localhost and 127.0.0.1
+    pub key: Option<PathBuf>,
+    /// Serve a generated self-signed certificate for localhost and 127.0.0.1
     /// (development); its SHA-256 fingerprint is printed on stderr, for --pin
-    #[cfg(feature = "quic")]
-    #[arg(help_heading = "QUIC options", long, conflicts_with = "cert")]
+    #[arg(
+        help_heading = "TLS options (tls://, wss://, quic://)",
+        long,
+        conflicts_with = "cert"
+    )]
     pub self_signed: bool,
-    /// quic://: accept exactly the server certificate with this SHA-256 fingerprint
-    /// (hex, colons optional)
-    #[cfg(feature = "quic")]
-    #[arg(help_heading = "QUIC options", long, value_name = "SHA256")]
+    /// Accept exactly the server certificate with this SHA-256 fingerprint (hex,
+    /// colons optional)
+    #[arg(
+        help_heading = "TLS options (tls://, wss://, quic://)",
+        long,
+        value_name = "SHA256"
+    )]
     pub pin: Vec<String>,
-    /// quic://: also trust the CA certificates in this PEM file
-    #[cfg(feature = "quic")]
-    #[arg(help_heading = "QUIC options", long, value_name = "FILE")]
-    pub ca: Vec<std::path::PathBuf>,
-    /// quic://: accept any server certificate (development only: no protection)
-    #[cfg(feature = "quic")]
-    #[arg(help_heading = "QUIC options", long)]
+    /// Also trust the CA certificates in this PEM file
+    #[arg(
+        help_heading = "TLS options (tls://, wss://, quic://)",
+        long,
+        value_name = "FILE"
+    )]
+    pub ca: Vec<PathBuf>,
+    /// Accept any server certificate (development only: no protection)
+    #[arg(help_heading = "TLS options (tls://, wss://, quic://)", long)]
     pub insecure: bool,
+}
+
+/// What the encrypted transports are built with.
+#[cfg_attr(
+    not(any(feature = "tcp", feature = "ws", feature = "quic")),
+    allow(dead_code)
+)]
+struct Tls {
+    /// The generated self-signed certificate (chain, key), when asked for.
+    generated: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    pins: Vec<Fingerprint>,
 }
 
 impl TransportArgs {
     /// A context with every compiled-in transport, set up as asked.
+    #[cfg_attr(
+        not(any(feature = "tcp", feature = "ws", feature = "quic")),
+        allow(unused_mut, unused_variables)
+    )]
     pub fn context(&self) -> Result<Context> {
-        #[cfg(feature = "quic")]
-        if let Some(quic) = self.quic()? {
-            let mut registry = yoton::registry();
-            registry.register(std::sync::Arc::new(quic));
-            return Ok(Context::builder().registry(registry).build()?);
-        }
-        Ok(yoton::context()?)
-    }
-
-    /// The QUIC transport asked for (None: the default one).
-    #[cfg(feature = "quic")]
-    fn quic(&self) -> Result<Option<yoton::quic::QuicTransport>> {
-        use crate::error::CliError;
-        use yoton::quic::{Fingerprint, QuicTransport};
-
         let custom = self.cert.is_some()
             || self.self_signed
             || !self.pin.is_empty()
             || !self.ca.is_empty()
             || self.insecure;
         if !custom {
-            return Ok(None);
+            return Ok(yoton::context()?);
         }
-        let mut b = QuicTransport::builder();
+        let tls = self.tls()?;
+        let mut registry = yoton::registry();
+        #[cfg(feature = "tcp")]
+        registry.register(std::sync::Arc::new(self.tcp_tls(&tls)?));
+        #[cfg(feature = "ws")]
+        registry.register(std::sync::Arc::new(self.ws(&tls)?));
+        #[cfg(feature = "quic")]
+        registry.register(std::sync::Arc::new(self.quic(&tls)?));
+        Ok(Context::builder().registry(registry).build()?)
+    }
+
+    /// The pins, and one self-signed certificate for every transport (its
+    /// fingerprint printed once).
+    fn tls(&self) -> Result<Tls> {
+        let pins = self
+            .pin
+            .iter()
+            .map(|pin| {
+                pin.parse()
+                    .map_err(|e| CliError::Usage(format!("--pin {pin}: {e}")))
+            })
+            .collect::<Result<Vec<Fingerprint>>>()?;
+        let mut generated = None;
+        if self.self_signed {
+            let id = Identity::self_signed(["localhost", "127.0.0.1"])
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            let chain: Vec<Vec<u8>> = id.chain.iter().map(|c| c.to_vec()).collect();
+            if let Some(leaf) = chain.first() {
+                eprintln!("yoton: certificate fingerprint {}", Fingerprint::of(leaf));
+            }
+            generated = Some((chain, id.key.secret_der().to_vec()));
+        }
+        Ok(Tls { generated, pins })
+    }
+
+    /// tls:// and tcps:// as asked.
+    #[cfg(feature = "tcp")]
+    fn tcp_tls(&self, tls: &Tls) -> Result<yoton::tcp::TlsTransport> {
+        let mut b = yoton::tcp::TlsTransport::builder();
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             b = b.certificate_pem_files(cert, key);
         }
-        if self.self_signed {
-            b = b.self_signed_for(["localhost", "127.0.0.1"]);
+        if let Some((chain, key)) = &tls.generated {
+            b = b.certificate_der(chain.clone(), key.clone());
         }
-        for pin in &self.pin {
-            let fp: Fingerprint = pin
-                .parse()
-                .map_err(|e| CliError::Usage(format!("--pin {pin}: {e}")))?;
-            b = b.pin_certificate(fp);
+        for pin in &tls.pins {
+            b = b.pin_certificate(*pin);
         }
         for ca in &self.ca {
             b = b.trust_ca_pem_file(ca);
@@ -96,14 +142,61 @@ impl TransportArgs {
         if self.insecure {
             b = b.dangerous_accept_any_certificate();
         }
-        let t = b
-            .build()
-            .map_err(|e| CliError::Failed(format!("QUIC: {e}")))?;
-        if self.self_signed {
-            if let Some(fp) = t.fingerprint() {
-                eprintln!("yoton: QUIC certificate fingerprint {fp}");
-            }
+        b.build().map_err(|e| CliError::Failed(format!("TLS: {e}")))
+    }
+
+    /// ws:// and wss:// as asked.
+    #[cfg(feature = "ws")]
+    fn ws(&self, tls: &Tls) -> Result<yoton::ws::WsTransport> {
+        use yoton::ws::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut b = yoton::ws::WsTransport::builder();
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            b = b.server_cert_pem_files(cert, key);
         }
-        Ok(Some(t))
+        if let Some((chain, key)) = &tls.generated {
+            let key = PrivateKeyDer::try_from(key.clone())
+                .map_err(|e| CliError::Failed(format!("WebSocket: {e}")))?;
+            b = b.server_cert_der(
+                chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect(),
+                key,
+            );
+        }
+        for pin in &tls.pins {
+            b = b.pin_certificate(*pin);
+        }
+        for ca in &self.ca {
+            b = b.trust_ca_pem_file(ca);
+        }
+        if self.insecure {
+            b = b.dangerous_accept_any_certificate();
+        }
+        b.build()
+            .map_err(|e| CliError::Failed(format!("WebSocket: {e}")))
+    }
+
+    /// quic:// as asked.
+    #[cfg(feature = "quic")]
+    fn quic(&self, tls: &Tls) -> Result<yoton::quic::QuicTransport> {
+        let mut b = yoton::quic::QuicTransport::builder();
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            b = b.certificate_pem_files(cert, key);
+        }
+        if let Some((chain, key)) = &tls.generated {
+            b = b.certificate_der(chain.clone(), key.clone());
+        }
+        for pin in &tls.pins {
+            b = b.pin_certificate(*pin);
+        }
+        for ca in &self.ca {
+            b = b.trust_ca_pem_file(ca);
+        }
+        if self.insecure {
+            b = b.dangerous_accept_any_certificate();
+        }
+        b.build()
+            .map_err(|e| CliError::Failed(format!("QUIC: {e}")))
     }
 }

@@ -418,12 +418,14 @@ fn pub_sub_over_ws() {
 }
 
 #[cfg(feature = "quic")]
-#[test]
-fn pub_sub_over_quic_with_a_pinned_self_signed_certificate() {
+/// A subscriber listens at `scheme://` with a generated self-signed certificate; a
+/// publisher that does not pin it is refused, one that pins the printed fingerprint
+/// gets through.
+fn pub_sub_with_a_pinned_self_signed_certificate(scheme: &str) {
     let mut sub = yoton(&[
         "sub",
         "--listen",
-        "quic://127.0.0.1:0",
+        &format!("{scheme}://127.0.0.1:0"),
         "--self-signed",
         "q",
         "--count",
@@ -432,15 +434,26 @@ fn pub_sub_over_quic_with_a_pinned_self_signed_certificate() {
         "20",
     ]);
     let pin = sub.wait_for("the certificate fingerprint", |line| {
-        line.strip_prefix("yoton: QUIC certificate fingerprint ")
+        line.strip_prefix("yoton: certificate fingerprint ")
             .map(str::to_owned)
     });
-    let addr = format!("quic://127.0.0.1:{}", sub.port());
+    let addr = format!("{scheme}://127.0.0.1:{}", sub.port());
     // Not trusted without the pin (listening, the subscriber just goes on).
     let refused = run(&["pub", &addr, "q", "--timeout", "2", "nope"]);
     assert_eq!(refused.code(), Some(1), "{refused:#?}");
-    run(&["pub", &addr, "q", "--pin", &pin, "over", "quic"]).ok();
-    assert_eq!(sub.finish().ok().lines(), ["over", "quic"]);
+    run(&["pub", &addr, "q", "--pin", &pin, "over", scheme]).ok();
+    assert_eq!(sub.finish().ok().lines(), ["over", scheme]);
+}
+
+#[test]
+fn pub_sub_over_quic_with_a_pinned_self_signed_certificate() {
+    pub_sub_with_a_pinned_self_signed_certificate("quic");
+}
+
+#[test]
+fn pub_sub_over_tls_and_wss_with_a_pinned_self_signed_certificate() {
+    pub_sub_with_a_pinned_self_signed_certificate("tls");
+    pub_sub_with_a_pinned_self_signed_certificate("wss");
 }
 
 // ------------------------------------------------------------------ req / rep
