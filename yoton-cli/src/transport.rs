@@ -62,6 +62,25 @@ pub struct TransportArgs {
     pub insecure: bool,
 }
 
+/// The client's trust options on a builder of tls://, wss:// or quic:// (their
+/// methods share names): the pins, the CAs, and `--insecure`.
+#[cfg(any(feature = "tcp", feature = "ws", feature = "quic"))]
+macro_rules! with_trust {
+    ($builder:expr, $args:expr, $tls:expr) => {{
+        let mut b = $builder;
+        for pin in &$tls.pins {
+            b = b.pin_certificate(*pin);
+        }
+        for ca in &$args.ca {
+            b = b.trust_ca_pem_file(ca);
+        }
+        if $args.insecure {
+            b = b.dangerous_accept_any_certificate();
+        }
+        b
+    }};
+}
+
 /// What the encrypted transports are built with.
 #[cfg_attr(
     not(any(feature = "tcp", feature = "ws", feature = "quic")),
@@ -133,15 +152,7 @@ impl TransportArgs {
         if let Some((chain, key)) = &tls.generated {
             b = b.certificate_der(chain.clone(), key.clone());
         }
-        for pin in &tls.pins {
-            b = b.pin_certificate(*pin);
-        }
-        for ca in &self.ca {
-            b = b.trust_ca_pem_file(ca);
-        }
-        if self.insecure {
-            b = b.dangerous_accept_any_certificate();
-        }
+        b = with_trust!(b, self, tls);
         b.build().map_err(|e| CliError::Failed(format!("TLS: {e}")))
     }
 
@@ -164,15 +175,7 @@ impl TransportArgs {
                 key,
             );
         }
-        for pin in &tls.pins {
-            b = b.pin_certificate(*pin);
-        }
-        for ca in &self.ca {
-            b = b.trust_ca_pem_file(ca);
-        }
-        if self.insecure {
-            b = b.dangerous_accept_any_certificate();
-        }
+        b = with_trust!(b, self, tls);
         b.build()
             .map_err(|e| CliError::Failed(format!("WebSocket: {e}")))
     }
@@ -187,15 +190,7 @@ impl TransportArgs {
         if let Some((chain, key)) = &tls.generated {
             b = b.certificate_der(chain.clone(), key.clone());
         }
-        for pin in &tls.pins {
-            b = b.pin_certificate(*pin);
-        }
-        for ca in &self.ca {
-            b = b.trust_ca_pem_file(ca);
-        }
-        if self.insecure {
-            b = b.dangerous_accept_any_certificate();
-        }
+        b = with_trust!(b, self, tls);
         b.build()
             .map_err(|e| CliError::Failed(format!("QUIC: {e}")))
     }
