@@ -87,9 +87,20 @@ macro_rules! with_trust {
     allow(dead_code)
 )]
 struct Tls {
-    /// The generated self-signed certificate (chain, key), when asked for.
-    generated: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// The generated self-signed certificate, when asked for.
+    generated: Option<Identity>,
     pins: Vec<Fingerprint>,
+}
+
+impl Tls {
+    /// The generated certificate chain and key as DER bytes (what the tls:// and
+    /// quic:// builders take).
+    #[cfg(any(feature = "tcp", feature = "quic"))]
+    fn generated_der(&self) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
+        let id = self.generated.as_ref()?;
+        let chain = id.chain.iter().map(|c| c.to_vec()).collect();
+        Some((chain, id.key.secret_der().to_vec()))
+    }
 }
 
 impl TransportArgs {
@@ -133,11 +144,10 @@ impl TransportArgs {
         if self.self_signed {
             let id = Identity::self_signed(["localhost", "127.0.0.1"])
                 .map_err(|e| CliError::Failed(e.to_string()))?;
-            let chain: Vec<Vec<u8>> = id.chain.iter().map(|c| c.to_vec()).collect();
-            if let Some(leaf) = chain.first() {
+            if let Some(leaf) = id.chain.first() {
                 eprintln!("yoton: certificate fingerprint {}", Fingerprint::of(leaf));
             }
-            generated = Some((chain, id.key.secret_der().to_vec()));
+            generated = Some(id);
         }
         Ok(Tls { generated, pins })
     }
@@ -149,8 +159,8 @@ impl TransportArgs {
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             b = b.certificate_pem_files(cert, key);
         }
-        if let Some((chain, key)) = &tls.generated {
-            b = b.certificate_der(chain.clone(), key.clone());
+        if let Some((chain, key)) = tls.generated_der() {
+            b = b.certificate_der(chain, key);
         }
         b = with_trust!(b, self, tls);
         b.build().map_err(|e| CliError::Failed(format!("TLS: {e}")))
@@ -159,21 +169,12 @@ impl TransportArgs {
     /// ws:// and wss:// as asked.
     #[cfg(feature = "ws")]
     fn ws(&self, tls: &Tls) -> Result<yoton::ws::WsTransport> {
-        use yoton::ws::rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut b = yoton::ws::WsTransport::builder();
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             b = b.server_cert_pem_files(cert, key);
         }
-        if let Some((chain, key)) = &tls.generated {
-            let key = PrivateKeyDer::try_from(key.clone())
-                .map_err(|e| CliError::Failed(format!("WebSocket: {e}")))?;
-            b = b.server_cert_der(
-                chain
-                    .iter()
-                    .map(|c| CertificateDer::from(c.clone()))
-                    .collect(),
-                key,
-            );
+        if let Some(id) = &tls.generated {
+            b = b.server_cert_der(id.chain.clone(), id.key.clone_key());
         }
         b = with_trust!(b, self, tls);
         b.build()
@@ -187,8 +188,8 @@ impl TransportArgs {
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             b = b.certificate_pem_files(cert, key);
         }
-        if let Some((chain, key)) = &tls.generated {
-            b = b.certificate_der(chain.clone(), key.clone());
+        if let Some((chain, key)) = tls.generated_der() {
+            b = b.certificate_der(chain, key);
         }
         b = with_trust!(b, self, tls);
         b.build()
