@@ -616,8 +616,7 @@ impl Transport for QuicTransport {
         };
         let sa = addr.resolve().await?;
         let config = config.for_ip(sa.ip()).clone();
-        let endpoint = udp::socket(sa)
-            .and_then(|socket| udp::endpoint(socket, Some(config)))
+        let endpoint = udp::endpoint(sa, Some(config))
             .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let local = Endpoint::from(endpoint.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
@@ -650,8 +649,7 @@ impl Transport for QuicTransport {
                  (dangerous_accept_any_certificate); use only for development"
             );
         }
-        let socket = udp::socket(SocketAddr::new(local_ip_for(sa), 0))?;
-        let endpoint = udp::endpoint(socket, None)?;
+        let endpoint = udp::endpoint(SocketAddr::new(local_ip_for(sa), 0), None)?;
         let connecting = endpoint
             .connect_with(config, sa, &name)
             .map_err(|e| TransportError {

@@ -72,20 +72,21 @@ pub(crate) fn per_path<E>(
 }
 
 /// A new UDP socket bound to `bind`, with [`UDP_BUFFER`] bytes of buffer asked for.
-pub(crate) fn socket(bind: SocketAddr) -> io::Result<std::net::UdpSocket> {
+fn socket(bind: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(bind)?;
     enlarge_buffers(&socket);
     Ok(socket)
 }
 
-/// A QUIC endpoint on `socket` (a server when `server` is given), accepting larger
-/// packets when the socket is bound to loopback.
+/// A QUIC endpoint on a new socket bound to `bind` (see [`socket`]; a server when
+/// `server` is given), accepting larger packets when it is bound to loopback.
 pub(crate) fn endpoint(
-    socket: std::net::UdpSocket,
+    bind: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> io::Result<quinn::Endpoint> {
+    let socket = socket(bind)?;
     let mut config = quinn::EndpointConfig::default();
-    if socket.local_addr()?.ip().is_loopback() {
+    if bind.ip().is_loopback() {
         config
             .max_udp_payload_size(LOOPBACK_UDP_PAYLOAD)
             .map_err(|e| io::Error::other(format!("QUIC endpoint configuration: {e}")))?;
@@ -153,12 +154,8 @@ mod tests {
             .build()
             .unwrap();
         let server_config = server_t.inner.server.as_ref().unwrap().for_ip(LOCAL);
-        let server = endpoint(
-            socket(SocketAddr::new(LOCAL, 0)).unwrap(),
-            Some(server_config.clone()),
-        )
-        .unwrap();
-        let client = endpoint(socket(SocketAddr::new(LOCAL, 0)).unwrap(), None).unwrap();
+        let server = endpoint(SocketAddr::new(LOCAL, 0), Some(server_config.clone())).unwrap();
+        let client = endpoint(SocketAddr::new(LOCAL, 0), None).unwrap();
         let client_config = client_t.inner.client.as_ref().unwrap().for_ip(LOCAL);
         let connecting = client
             .connect_with(
