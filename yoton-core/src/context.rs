@@ -957,12 +957,12 @@ impl Context {
         let addr = Address::parse(address)?;
         let transport = self.inner.registry.for_address(&addr)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let fail = |reason: String| Error::Connect {
+        let timed_out = |reason: String| Error::Connect {
             address: addr.to_string(),
             timeout,
             reason,
         };
-        let failed = |reason: String| Error::ConnectFailed {
+        let for_good = |reason: String| Error::ConnectFailed {
             address: addr.to_string(),
             reason,
         };
@@ -978,7 +978,7 @@ impl Context {
             )
             .await
             {
-                Err(_) => return Err(fail(last_error.unwrap_or_else(|| "no answer".into()))),
+                Err(_) => return Err(timed_out(last_error.unwrap_or_else(|| "no answer".into()))),
                 Ok(Err(e)) => e,
                 // The Yoton handshake has a time-out of its own (and may take longer
                 // than what is left of the connect's).
@@ -999,11 +999,11 @@ impl Context {
                 },
             };
             if error.permanent {
-                return Err(failed(error.reason));
+                return Err(for_good(error.reason));
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
-                return Err(fail(error.reason));
+                return Err(timed_out(error.reason));
             }
             last_error = Some(error.reason);
             tokio::time::sleep(pause.min(left)).await;
