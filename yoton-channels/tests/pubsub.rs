@@ -362,6 +362,101 @@ fn send_slice_from_one_reused_buffer_arrives_intact_and_in_order() {
 }
 
 #[test]
+fn send_slices_keeps_the_order_across_runs_sizes_and_the_start_up_queue() {
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Binary>::new(&a, "batches").unwrap();
+    let sub = SubChannel::<Binary>::new(&b, "batches").unwrap();
+    sub.set_queue_limit(usize::MAX, DiscardMode::Old);
+    // Before any connection: each goes to the start-up queue; the empty one is left out.
+    publisher
+        .send_slices(&[&b"early 1"[..], b"", b"early 2"])
+        .unwrap();
+    join(&a, &b);
+    // Calls of 1 to 300 messages (runs of 64 under one lock, and the rest), sizes
+    // around the 16 KiB limit of the copy path, empty ones left out, and single sends
+    // in between.
+    let sizes = [1usize, 64, 0, 16 * 1024, 16 * 1024 + 1, 100_000, 7];
+    let mut expected: Vec<Vec<u8>> = vec![b"early 1".to_vec(), b"early 2".to_vec()];
+    let mut k = 0usize;
+    for (call, n) in [1usize, 63, 64, 65, 300, 2, 129].into_iter().enumerate() {
+        let batch: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                k += 1;
+                let mut m = vec![(k % 251) as u8; sizes[k % sizes.len()]];
+                let len = m.len().min(8);
+                m[..len].copy_from_slice(&k.to_le_bytes()[..len]);
+                m
+            })
+            .collect();
+        publisher.send_slices(&batch).unwrap();
+        expected.extend(batch.into_iter().filter(|m| !m.is_empty()));
+        let single = format!("single after call {call}").into_bytes();
+        publisher.send_slice(&single).unwrap();
+        expected.push(single);
+    }
+    for (i, want) in expected.iter().enumerate() {
+        let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
+        assert_eq!(&got[..], &want[..], "message {i} ({} bytes)", want.len());
+    }
+    assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
+    assert_eq!(sub.discarded(), 0);
+    // Async style, and a closed channel.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(publisher.send_slices_async(&[b"async 1", b"async 2"]))
+        .unwrap();
+    for want in ["async 1", "async 2"] {
+        let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
+        assert_eq!(&got[..], want.as_bytes());
+    }
+    publisher.close();
+    assert!(
+        publisher.send_slices(&[b"x"]).is_err(),
+        "a closed channel refuses"
+    );
+}
+
+/// A subscriber in sync mode holds back a publisher that sends in batches: the
+/// publisher checks before every run of 64, so its queue stays bounded and nothing
+/// is lost.
+#[test]
+fn sync_mode_holds_back_a_publisher_that_sends_in_batches() {
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Binary>::new(&a, "sync-batches").unwrap();
+    let sub = SubChannel::<Binary>::new(&b, "sync-batches").unwrap();
+    sub.set_queue_limit(1000, DiscardMode::Old);
+    sub.set_sync_mode(true);
+    join(&a, &b);
+    let (calls, per_call) = (100u32, 100u32);
+    let sender = std::thread::spawn(move || {
+        let mut throttled = 0;
+        for c in 0..calls {
+            if publisher.is_throttled() {
+                throttled += 1;
+            }
+            let batch: Vec<[u8; 4]> = (0..per_call)
+                .map(|i| (c * per_call + i).to_le_bytes())
+                .collect();
+            publisher.send_slices(&batch).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        throttled
+    });
+    let mut next = 0u32;
+    while next < calls * per_call {
+        let m = sub
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("a message within WAIT");
+        assert_eq!(m[..], next.to_le_bytes(), "out of order");
+        next += 1;
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    let throttled = sender.join().unwrap();
+    assert_eq!(sub.discarded(), 0, "lost messages in sync mode");
+    assert!(throttled > 0, "the publisher was never throttled");
+}
+
+#[test]
 fn messages_kept_by_the_receiver_stay_intact_while_reads_go_on() {
     // Payloads are slices of the read buffers, which are used again once nothing
     // refers to them, and reads hand their list to the channel's queue: keep every

@@ -234,8 +234,12 @@ enum Shape {
     OneWay,
     /// The same, the sender publishing from one reused buffer (`send_slice`).
     OneWaySlice,
+    /// The same, the sender publishing 64 messages per `send_slices` call.
+    OneWaySlices,
     /// A `send_slice` publisher writing to a raw end that only reads (TCP only).
     PubAlone,
+    /// The same with `send_slices`, 64 messages per call (TCP only).
+    PubAloneSlices,
     /// A raw end writing pre-encoded packages to a subscriber (TCP only).
     SubAlone,
     /// One publisher, several subscribers.
@@ -276,7 +280,10 @@ impl Measurement {
     /// The transports (of `all`) this measurement runs over: TCP only for the W1
     /// halves (a raw end speaks Yoton over TCP).
     fn transports<'a>(&self, all: &'a [String]) -> impl Iterator<Item = &'a String> {
-        let tcp_only = matches!(self.shape, Shape::PubAlone | Shape::SubAlone);
+        let tcp_only = matches!(
+            self.shape,
+            Shape::PubAlone | Shape::PubAloneSlices | Shape::SubAlone
+        );
         all.iter().filter(move |t| !tcp_only || *t == "tcp")
     }
 }
@@ -331,6 +338,11 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
             OneWaySlice,
             false,
         ));
+        v.push(w1(
+            format!("pub/sub 64 B x {n}, send_slices (64 per call)"),
+            OneWaySlices,
+            false,
+        ));
         // The two halves apart (diagnostic rows, no target).
         let mut half = |what: &str, shape| {
             let mut m = w1(format!("{what}, 64 B x {n} (TCP only)"), shape, false);
@@ -338,6 +350,10 @@ fn plan(p: &Params, workloads: &[String]) -> Vec<Measurement> {
             v.push(m);
         };
         half("publisher alone, send_slice into a raw reader", PubAlone);
+        half(
+            "publisher alone, send_slices into a raw reader",
+            PubAloneSlices,
+        );
         half("subscriber alone, from a raw writer", SubAlone);
     }
     if want("W2") {
@@ -586,11 +602,24 @@ fn topology(shape: Shape, count: u64, size: usize, p: &Params, floor: bool) -> V
             n("receiver", "sub").bind().reports(),
             n("sender", "pub-slice").to(0).drives(),
         ],
-        Shape::PubAlone => vec![
+        Shape::OneWaySlices => vec![
+            n("receiver", "sub").bind().reports(),
+            n("sender", "pub-slices").to(0).drives(),
+        ],
+        Shape::PubAlone | Shape::PubAloneSlices => vec![
             node("receiver", "floor-raw-sink", count, size)
                 .bind()
                 .reports(),
-            n("sender", "pub-slice").to(0).drives(),
+            n(
+                "sender",
+                if shape == Shape::PubAlone {
+                    "pub-slice"
+                } else {
+                    "pub-slices"
+                },
+            )
+            .to(0)
+            .drives(),
         ],
         Shape::SubAlone => vec![
             n("receiver", "sub").bind().reports(),

@@ -51,6 +51,11 @@ pub const DEFAULT_SEND_QUEUE_BYTES: usize = 16 << 20;
 /// How long a send waits for room in a full send queue before it goes on anyway.
 pub const SEND_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
+/// At most this many packages go into the send queues under one lock of the context
+/// in [`Context::send_slices`] (about a microsecond: a connection's reader or writer
+/// never waits long for the lock).
+pub const SLICES_PER_LOCK: usize = 64;
+
 /// Something that takes packages deposited at a slot (a receiving channel).
 ///
 /// `deposit` runs while the context routes, in receive order; it must be quick and must
@@ -623,6 +628,98 @@ impl Context {
         Ok(())
     }
 
+    /// Send broadcast packages for `slot`, one per payload in order, as
+    /// [`Context::send_slice`] would one by one, but up to [`SLICES_PER_LOCK`] of them
+    /// under one lock of the context: small payloads cost a copy each and no lock of
+    /// their own. (A publisher of 64-byte messages into a raw reader, as in `yoton
+    /// bench`'s W1, spent a fifth less CPU time per message with calls of 64 than
+    /// with one `send_slice` each: 33 against 41 ns.)
+    ///
+    /// If any payload is empty nothing is sent ([`Error::EmptyPayload`]). Soft
+    /// back-pressure as for `send_slice`: a send queue that reaches its soft limit
+    /// ends a run, and the call waits (blocking; up to 1 s) before it goes on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use yoton_core::{Context, Package, slot_hash};
+    ///
+    /// let (a, b) = (Context::new().unwrap(), Context::new().unwrap());
+    /// let slot = slot_hash("doc-slices.bin.pub-sub");
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let _guard = b.register_receiver(slot, "doc", std::sync::Arc::new(move |p: Package, _seq: u64| {
+    ///     tx.send(p.payload).unwrap();
+    /// })).unwrap();
+    /// a.bind("inproc://ctx-slices-doc").unwrap();
+    /// b.connect("inproc://ctx-slices-doc", Duration::from_secs(1)).unwrap();
+    /// a.send_slices(slot, &[&b"one"[..], b"two", b"three"]).unwrap();
+    /// for m in ["one", "two", "three"] {
+    ///     assert_eq!(&rx.recv_timeout(Duration::from_secs(2)).unwrap()[..], m.as_bytes());
+    /// }
+    /// ```
+    pub fn send_slices<P: AsRef<[u8]>>(&self, slot: u64, payloads: &[P]) -> Result<()> {
+        check_slices(slot, payloads)?;
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let (sent, full) = self.route_slices(slot, rest)?;
+            if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+                self.inner.rt.block_on("send", wait_send_space(full))?;
+            }
+            rest = rest.get(sent..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// [`Context::send_slices`], waiting for room as [`Context::send_async`] does.
+    pub async fn send_slices_async<P: AsRef<[u8]>>(&self, slot: u64, payloads: &[P]) -> Result<()> {
+        check_slices(slot, payloads)?;
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let (sent, full) = self.route_slices(slot, rest)?;
+            wait_send_space(full).await;
+            rest = rest.get(sent..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Route the first of `payloads` (none empty): a run of small ones under one lock,
+    /// up to [`SLICES_PER_LOCK`] and until a send queue reaches its soft limit; else
+    /// the first one alone (large, or no connection yet). How many were sent, and the
+    /// connections to wait for.
+    fn route_slices<P: AsRef<[u8]>>(
+        &self,
+        slot: u64,
+        payloads: &[P],
+    ) -> Result<(usize, Vec<Connection>)> {
+        let Some(first) = payloads.first().map(AsRef::as_ref) else {
+            return Ok((0, Vec::new()));
+        };
+        if first.len() <= crate::stream::COPY_THRESHOLD {
+            if self.inner.closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed("context"));
+            }
+            let mut after = AfterPush::default();
+            let mut st = self.inner.state.lock();
+            let mut sent = 0;
+            for p in payloads.iter().take(SLICES_PER_LOCK).map(AsRef::as_ref) {
+                if p.len() > crate::stream::COPY_THRESHOLD
+                    || !push_stamped_small(&mut st, slot, (0, 0), p, &mut after)
+                {
+                    break;
+                }
+                sent += 1;
+                if after.must_wait() {
+                    break;
+                }
+            }
+            drop(st);
+            let full = after.wake();
+            if sent > 0 {
+                return Ok((sent, full));
+            }
+        }
+        Ok((1, self.route_slice(slot, first)?))
+    }
+
     #[inline]
     fn route_slice(&self, slot: u64, payload: &[u8]) -> Result<Vec<Connection>> {
         if payload.is_empty() {
@@ -1117,6 +1214,14 @@ fn push_stamped_small(
         after.note(c, c.push_small(&mut st.queues, &header, payload, exempt));
     }
     true
+}
+
+/// Refuse a list of payloads with an empty one (before any is sent).
+fn check_slices<P: AsRef<[u8]>>(slot: u64, payloads: &[P]) -> Result<()> {
+    if payloads.iter().any(|p| p.as_ref().is_empty()) {
+        return Err(Error::EmptyPayload { slot });
+    }
+    Ok(())
 }
 
 /// Wait (up to [`SEND_QUEUE_WAIT`] in all) for room in each of these send queues.

@@ -110,6 +110,12 @@ impl AfterPush {
         }
     }
 
+    /// Some send queue reached its soft limit: a local sender should stop and wait.
+    #[inline]
+    pub(crate) fn must_wait(&self) -> bool {
+        !self.full.is_empty()
+    }
+
     /// Wake the writers (after the lock is released); the connections a local
     /// sender should wait for are left.
     #[inline]

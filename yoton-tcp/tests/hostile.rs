@@ -171,7 +171,7 @@ async fn a_handshake_line_without_crlf_is_refused() {
 }
 
 /// An empty package cannot be sent: as the very first package (sequence 1) it would
-/// reach the peer as a goodbye and close the connection. Both send paths refuse it,
+/// reach the peer as a goodbye and close the connection. Every send path refuses it,
 /// name the slot, and the connection carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_payload_is_refused_and_the_connection_stays_up() {
@@ -189,6 +189,12 @@ async fn an_empty_payload_is_refused_and_the_connection_stays_up() {
     );
     assert!(e.to_string().contains(&format!("{slot:#x}")), "{e}");
     let e = a.send_slice_async(slot, b"").await.unwrap_err();
+    assert!(matches!(e, yoton_core::Error::EmptyPayload { .. }), "{e}");
+    // A list with an empty payload is refused whole: not even the one before it goes.
+    let e = a
+        .send_slices_async(slot, &[&b"before"[..], b""])
+        .await
+        .unwrap_err();
     assert!(matches!(e, yoton_core::Error::EmptyPayload { .. }), "{e}");
     // Had an empty package gone out, it would have reached the peer before this one
     // (as a goodbye or heartbeat): this one arriving over a connection that is still

@@ -293,3 +293,53 @@ async fn a_relay_discards_for_a_peer_that_never_reads_and_serves_the_others() {
     );
     assert_eq!(dead.queued(), queued + 1);
 }
+
+/// `send_slices` obeys the send queues' limits as single sends do: at a peer that
+/// never reads it waits (up to `SEND_QUEUE_WAIT`) once the queue reaches its soft
+/// limit, then goes on and discards beyond the hard limit, while a peer that reads
+/// gets everything in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_slices_waits_at_a_full_queue_then_discards_beyond_the_hard_limit() {
+    let _serial = SERIAL.lock().await;
+    let slot = slot_hash("overload.slices.bin.pub-sub");
+    let hub = ctx_small_queues();
+    let listener = hub.listen_async("127.0.0.1:0").await.unwrap();
+    let port = listener.local().port;
+    let (dead, _heartbeats) = never_reading_peer(&listener, port).await;
+    let good = ctx();
+    good.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
+    let good_conn = listener.accept_async(WAIT).await.unwrap();
+    let (got, out_of_order, _guard) = counting_subscriber(&good, slot);
+
+    // Far more than the hard limit and what the sockets hold, in one call.
+    let n = (8 * HARD_BYTES / PAYLOAD) as u64 + 4096;
+    let payloads: Vec<Bytes> = (0..n).map(|i| numbered(slot, i).payload).collect();
+    // A blocking send waits only on a thread outside any runtime.
+    let sender = hub.clone();
+    let thread = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        sender.send_slices(slot, &payloads).unwrap();
+        t0.elapsed()
+    });
+    let took = tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap();
+    wait_count(&got, n).await;
+    println!(
+        "send_slices: {n} packages of {PAYLOAD} B in {took:?}; towards the peer that \
+         never reads: queued {} KiB, discarded {}",
+        dead.queued_bytes() >> 10,
+        dead.discarded()
+    );
+    assert!(
+        took >= yoton_core::context::SEND_QUEUE_WAIT - Duration::from_millis(100),
+        "the call never waited for the full queue ({took:?})"
+    );
+    assert!(dead.queued_bytes() <= HARD_BYTES + PAYLOAD);
+    assert!(dead.discarded() > 0, "the queue grew instead");
+    assert_eq!(good_conn.discarded(), 0);
+    assert_eq!(got.load(Ordering::Relaxed), n);
+    assert!(!out_of_order.load(Ordering::Relaxed));
+}

@@ -24,8 +24,9 @@ const CONNECT: Duration = Duration::from_secs(20);
 pub fn run(spec: &Spec) -> R<()> {
     match spec.role.as_str() {
         "sub" => sub(spec),
-        "pub" => publish(spec, false),
-        "pub-slice" => publish(spec, true),
+        "pub" => publish(spec, Sends::Bytes),
+        "pub-slice" => publish(spec, Sends::Slice),
+        "pub-slices" => publish(spec, Sends::Slices),
         "duplex" => duplex(spec),
         "echo" => echo(spec),
         "ping" => ping(spec),
@@ -273,14 +274,23 @@ fn send_all(
     Ok((t0, now_ns()))
 }
 
+/// How a publisher hands over its messages.
+#[derive(Clone, Copy)]
+enum Sends {
+    /// `send`, a `Bytes` per message.
+    Bytes,
+    /// `send_slice` from one reused buffer.
+    Slice,
+    /// `send_slices` of [`SLICES_PER_CALL`] messages from reused buffers.
+    Slices,
+}
+
+/// Messages per `send_slices` call (one lock of the context each).
+const SLICES_PER_CALL: usize = yoton::core::context::SLICES_PER_LOCK;
+
 /// Send `count` messages from one reused buffer with `send_slice` (no allocation per
 /// message: the sequence number is written in place), then flush.
-fn send_all_slices(
-    ctx: &Context,
-    p: &PubChannel<Binary>,
-    size: usize,
-    count: u64,
-) -> R<(u64, u64)> {
+fn send_all_slice(ctx: &Context, p: &PubChannel<Binary>, size: usize, count: u64) -> R<(u64, u64)> {
     let mut buf = vec![0x5au8; size.max(8)];
     let t0 = now_ns();
     for i in 0..count {
@@ -293,9 +303,34 @@ fn send_all_slices(
     Ok((t0, now_ns()))
 }
 
-/// Publish `spec.count` messages: `Bytes` per message, or with `slices` from one
-/// reused buffer.
-fn publish(spec: &Spec, slices: bool) -> R<()> {
+/// Send `count` messages with `send_slices`, [`SLICES_PER_CALL`] per call from
+/// buffers reused for every call (the sequence numbers written in place), then flush.
+fn send_all_slices(
+    ctx: &Context,
+    p: &PubChannel<Binary>,
+    size: usize,
+    count: u64,
+) -> R<(u64, u64)> {
+    let mut bufs = vec![vec![0x5au8; size.max(8)]; SLICES_PER_CALL];
+    let t0 = now_ns();
+    let mut next = 0u64;
+    while next < count {
+        let k = (count - next).min(SLICES_PER_CALL as u64) as usize;
+        let run = bufs.get_mut(..k).unwrap_or_default();
+        for (i, m) in (next..).zip(run.iter_mut()) {
+            if let Some(seq) = m.get_mut(..8) {
+                seq.copy_from_slice(&i.to_le_bytes());
+            }
+        }
+        p.send_slices(run)?;
+        next += k as u64;
+    }
+    ctx.flush(Duration::from_secs(300))?;
+    Ok((t0, now_ns()))
+}
+
+/// Publish `spec.count` messages the way `sends` says.
+fn publish(spec: &Spec, sends: Sends) -> R<()> {
     let (ctx, fp) = context(spec)?;
     let p = PubChannel::<Binary>::new(&ctx, "bench")?;
     let j = join(spec, ctx, fp)?;
@@ -303,10 +338,10 @@ fn publish(spec: &Spec, slices: bool) -> R<()> {
     let mut payloads = Payloads::new(spec.size);
     child::wait_go()?;
     wait_peers(&j.ctx, spec.peers.max(1), Duration::from_secs(60))?;
-    let (t0, t_sent) = if slices {
-        send_all_slices(&j.ctx, &p, spec.size, spec.count)?
-    } else {
-        send_all(&j.ctx, &p, &mut payloads, spec.count)?
+    let (t0, t_sent) = match sends {
+        Sends::Bytes => send_all(&j.ctx, &p, &mut payloads, spec.count)?,
+        Sends::Slice => send_all_slice(&j.ctx, &p, spec.size, spec.count)?,
+        Sends::Slices => send_all_slices(&j.ctx, &p, spec.size, spec.count)?,
     };
     drop(payloads);
     child::result(json!({
