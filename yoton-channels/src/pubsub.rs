@@ -611,7 +611,10 @@ impl<M: MessageType> SubChannel<M> {
         let inbox = &self.shared.inbox;
         // Spin once, then sleep until a message comes (again after one that does not
         // decode).
-        let mut spun = self.shared.spinner.spin(timeout, || inbox.poll_pop());
+        let mut spun = self
+            .shared
+            .spinner
+            .spin(&self.shared.ctx, timeout, || inbox.poll_pop());
         loop {
             let got = match spun.take() {
                 Some(p) => Some(p),

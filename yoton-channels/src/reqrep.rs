@@ -293,7 +293,7 @@ impl Reply {
         // latency-bound, and over QUIC a reply can take a little longer than the spin,
         // which made an adaptive spinner give up (blocking call p50 84 -> 220 us).
         let limit = timeout.min(ch.spin.get());
-        if let Some(r) = crate::spin::spin(limit, || self.outcome()) {
+        if let Some(r) = crate::spin::spin(&ch.ctx, limit, || self.outcome()) {
             return Ok(Some(r));
         }
         // Spun already (or on a runtime's thread, where it must not): sleep until woken.

@@ -12,6 +12,12 @@
 //! batch is worth a wake-up, and the CPU a spin burns is the sender's on 2 cores), and
 //! after three spins in a row that ended without a message only every 16th wait spins.
 //!
+//! While a blocking receive spins, its context's runtime polls its sockets too
+//! ([`Context::busy_poll`](yoton_core::Context::busy_poll)) instead of sleeping in
+//! `epoll_wait` until the message comes: otherwise the message waits for that
+//! thread's wake-up before the spinning receiver can see it. (Blocking pub/sub
+//! ping-pong p50 over tcp from 46-55 to 15-21 µs, over QUIC from 65-93 to 23-32 µs.)
+//!
 //! Async waits (a [`Reply`](crate::Reply) awaited, [`SubChannel::recv_async`](crate::SubChannel::recv_async))
 //! spin too, without holding their runtime's thread: between polls they yield
 //! ([`tokio::task::yield_now`]), which lets the runtime run its other tasks and poll
@@ -101,6 +107,7 @@ impl Spinner {
     /// [`spin`], unless skipped or the last spins of this channel found nothing.
     pub(crate) fn spin<T>(
         &self,
+        ctx: &yoton_core::Context,
         timeout: Option<Duration>,
         ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
@@ -108,7 +115,7 @@ impl Spinner {
             return None;
         }
         let limit = timeout.map_or(self.limit.get(), |t| t.min(self.limit.get()));
-        self.count(spin(limit, ready))
+        self.count(spin(ctx, limit, ready))
     }
 
     /// [`spin_async`], unless skipped or the last spins of this channel found nothing.
@@ -142,11 +149,18 @@ impl Spinner {
 }
 
 /// Poll `ready` until it gives a value, for at most `limit`; `None` when nothing came
-/// (the caller then sleeps).
-pub(crate) fn spin<T>(limit: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-    if tokio::runtime::Handle::try_current().is_ok() {
+/// (the caller then sleeps). Meanwhile `ctx`'s runtime polls its sockets
+/// ([`Context::busy_poll`](yoton_core::Context::busy_poll)): what comes is read at
+/// once, not after its thread wakes up.
+pub(crate) fn spin<T>(
+    ctx: &yoton_core::Context,
+    limit: Duration,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    if limit.is_zero() || tokio::runtime::Handle::try_current().is_ok() {
         return None;
     }
+    let _polling = ctx.busy_poll();
     let start = Instant::now();
     while start.elapsed() < limit {
         std::thread::yield_now();
@@ -206,10 +220,14 @@ impl AsyncSpin {
 mod tests {
     use super::*;
 
+    fn ctx() -> yoton_core::Context {
+        yoton_core::Context::new().unwrap()
+    }
+
     #[test]
     fn takes_a_value_that_comes_while_spinning() {
         let mut polls = 0;
-        let got = spin(Duration::from_secs(10), || {
+        let got = spin(&ctx(), Duration::from_secs(10), || {
             polls += 1;
             (polls == 3).then_some(42)
         });
@@ -219,13 +237,13 @@ mod tests {
     #[test]
     fn gives_up_after_the_spin_or_the_shorter_time_out() {
         let t = Instant::now();
-        assert_eq!(spin(BLOCKING_SPIN, || None::<()>), None);
+        assert_eq!(spin(&ctx(), BLOCKING_SPIN, || None::<()>), None);
         let full = t.elapsed();
         assert!(full >= BLOCKING_SPIN, "{full:?}");
         let t = Instant::now();
         let mut polls = 0;
         assert_eq!(
-            spin(Duration::ZERO, || {
+            spin(&ctx(), Duration::ZERO, || {
                 polls += 1;
                 None::<()>
             }),
@@ -238,10 +256,11 @@ mod tests {
     #[test]
     fn a_spinner_stops_spinning_when_it_does_not_pay_and_tries_again_now_and_then() {
         let s = Spinner::default();
+        let ctx = ctx();
         let mut polls = 0;
         let mut wait = |come: bool| {
             let before = polls;
-            let got = s.spin(Some(Duration::from_micros(200)), || {
+            let got = s.spin(&ctx, Some(Duration::from_micros(200)), || {
                 polls += 1;
                 come.then_some(())
             });
@@ -317,7 +336,7 @@ mod tests {
         let mut polls = 0;
         rt.block_on(async {
             assert_eq!(
-                spin(BLOCKING_SPIN, || {
+                spin(&ctx(), BLOCKING_SPIN, || {
                     polls += 1;
                     Some(1)
                 }),

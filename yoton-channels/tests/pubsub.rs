@@ -456,6 +456,78 @@ fn sync_mode_holds_back_a_publisher_that_sends_in_batches() {
     assert!(throttled > 0, "the publisher was never throttled");
 }
 
+/// The times the runtime threads of `ctx` went to sleep so far (voluntary context
+/// switches of the threads named after it, from /proc).
+#[cfg(target_os = "linux")]
+fn runtime_sleeps(ctx: &yoton_core::Context) -> u64 {
+    let name = format!("yoton-{:08x}", ctx.id() as u32);
+    let mut n = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    n
+}
+
+/// While a blocking receive spins, its context's runtime polls the socket instead of
+/// sleeping between packets (`Context::busy_poll`): messages that come every half
+/// millisecond to a receiver that spins long are read without the runtime's thread
+/// going to sleep for each, as it does when the receiver does not spin.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_spinning_blocking_receive_keeps_its_runtime_polling() {
+    const N: u32 = 100;
+    let (a, b) = (ctx(), ctx());
+    let publisher = PubChannel::<Binary>::new(&b, "trickle").unwrap();
+    let sub = SubChannel::<Binary>::new(&a, "trickle").unwrap();
+    join(&a, &b);
+    let mut sleeps = Vec::new();
+    for spin in [Duration::ZERO, WAIT] {
+        sub.set_spin(spin);
+        // Warm up: the connection is in use both ways.
+        publisher.send_slice(b"warm-up").unwrap();
+        assert!(sub.recv_timeout(WAIT).unwrap().is_some());
+        let sender = {
+            let publisher = publisher.clone();
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    std::thread::sleep(Duration::from_micros(500));
+                    publisher.send_slice(&i.to_le_bytes()).unwrap();
+                }
+            })
+        };
+        let before = runtime_sleeps(&a);
+        for i in 0..N {
+            let m = sub
+                .recv_timeout(WAIT)
+                .unwrap()
+                .expect("a message within WAIT");
+            assert_eq!(m[..], i.to_le_bytes());
+        }
+        sleeps.push(runtime_sleeps(&a) - before);
+        sender.join().unwrap();
+    }
+    let [without, with] = sleeps[..] else {
+        unreachable!()
+    };
+    assert!(
+        without >= u64::from(N) / 2,
+        "without spinning the runtime slept only {without} times for {N} messages"
+    );
+    assert!(
+        with * 4 < without,
+        "while the receive spun the runtime slept {with} times, against {without} without"
+    );
+}
+
 #[test]
 fn messages_kept_by_the_receiver_stay_intact_while_reads_go_on() {
     // Payloads are slices of the read buffers, which are used again once nothing

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::address::Address;
+use crate::busypoll::Poller;
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::connection::{Connection, Status, STOP_CLOSED_FROM_THERE};
 use crate::error::{Error, Result};
@@ -292,6 +293,7 @@ impl ContextBuilder {
                 events,
                 discarded: Arc::default(),
                 callbacks: Mutex::new(Vec::new()),
+                poller: Arc::default(),
             }),
         })
     }
@@ -369,6 +371,7 @@ pub(crate) struct ContextInner {
     /// Packages dropped by full send queues of any connection, closed ones included.
     pub(crate) discarded: Arc<AtomicU64>,
     callbacks: Mutex<Vec<EventCallback>>,
+    poller: Arc<Poller>,
 }
 
 type EventCallback = Arc<dyn Fn(&ContextEvent) + Send + Sync>;
@@ -466,6 +469,25 @@ impl Context {
     /// A handle of the runtime the context runs on.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         self.inner.rt.handle()
+    }
+
+    /// Keep this context's runtime polling its sockets, instead of sleeping between
+    /// packets, while the guard lives (see [`crate::busypoll`]): a blocking receive
+    /// holds one while it spins, so that what it waits for is read without the
+    /// runtime's thread having to wake up. The polling yields the CPU between polls;
+    /// it still keeps a core busy, so hold it only briefly. Only a runtime the context
+    /// started itself polls (a context made inside an application's tokio runtime
+    /// leaves it alone).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = yoton_core::Context::new().unwrap();
+    /// let polling = ctx.busy_poll();
+    /// std::thread::sleep(Duration::from_micros(50)); // waiting for something, briefly
+    /// drop(polling);
+    /// ```
+    pub fn busy_poll(&self) -> crate::busypoll::BusyPoll {
+        self.inner.poller.hold(&self.inner.rt)
     }
 
     /// Run a future to completion from blocking code, on this context's runtime (see the

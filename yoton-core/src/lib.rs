@@ -39,6 +39,7 @@
 )]
 
 pub mod address;
+pub mod busypoll;
 pub mod codec;
 pub mod connection;
 pub mod context;

@@ -27,7 +27,7 @@ impl Drop for Owned {
 #[derive(Clone)]
 pub(crate) struct Rt {
     handle: Handle,
-    _owned: Option<Arc<Owned>>,
+    owned: Option<Arc<Owned>>,
 }
 
 impl Rt {
@@ -38,7 +38,7 @@ impl Rt {
         if let Ok(handle) = Handle::try_current() {
             return Ok(Rt {
                 handle,
-                _owned: None,
+                owned: None,
             });
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -49,12 +49,17 @@ impl Rt {
             .map_err(Error::Runtime)?;
         Ok(Rt {
             handle: rt.handle().clone(),
-            _owned: Some(Arc::new(Owned(Some(rt)))),
+            owned: Some(Arc::new(Owned(Some(rt)))),
         })
     }
 
     pub(crate) fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// Whether the context started this runtime itself (it was built outside one).
+    pub(crate) fn is_own(&self) -> bool {
+        self.owned.is_some()
     }
 
     pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
