@@ -417,13 +417,15 @@ fn send_slices_keeps_the_order_across_runs_sizes_and_the_start_up_queue() {
 
 /// A subscriber in sync mode holds back a publisher that sends in batches: the
 /// publisher checks before every run of 64, so its queue stays bounded and nothing
-/// is lost.
+/// is lost. (The queue limit leaves room for what is sent while the `full` message
+/// is on its way, which a loaded machine makes a few milliseconds; without the check
+/// the 10,000 messages outrun the reader by far more.)
 #[test]
 fn sync_mode_holds_back_a_publisher_that_sends_in_batches() {
     let (a, b) = (ctx(), ctx());
     let publisher = PubChannel::<Binary>::new(&a, "sync-batches").unwrap();
     let sub = SubChannel::<Binary>::new(&b, "sync-batches").unwrap();
-    sub.set_queue_limit(1000, DiscardMode::Old);
+    sub.set_queue_limit(5_000, DiscardMode::Old);
     sub.set_sync_mode(true);
     join(&a, &b);
     let (calls, per_call) = (100u32, 100u32);
@@ -518,12 +520,15 @@ fn a_spinning_blocking_receive_keeps_its_runtime_polling() {
     let [without, with] = sleeps[..] else {
         unreachable!()
     };
+    // Without spinning it sleeps once per message, less when a loaded machine lets
+    // messages pile up while it waits for a CPU (43-100 times here under two CPU
+    // hogs); with spinning 0-8 times.
     assert!(
-        without >= u64::from(N) / 2,
+        without >= u64::from(N) / 4,
         "without spinning the runtime slept only {without} times for {N} messages"
     );
     assert!(
-        with * 4 < without,
+        with * 3 < without,
         "while the receive spun the runtime slept {with} times, against {without} without"
     );
 }
