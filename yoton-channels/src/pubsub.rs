@@ -271,11 +271,10 @@ impl PubChannel<crate::message::Binary> {
     }
 
     /// Publish many messages at once, in order, each as [`PubChannel::send_slice`]
-    /// would: runs of up to [`SLICES_PER_LOCK`](yoton_core::context::SLICES_PER_LOCK)
-    /// go into the send queues under one lock (for small messages, about a fifth less
-    /// CPU time per message than one `send_slice` each). Empty messages are not sent. Waits
-    /// as `send_slice` does, checking a sync-mode subscriber's request to slow down
-    /// before each run.
+    /// would: runs of up to [`SLICES_PER_LOCK`] go into the send queues under one lock
+    /// (for small messages, about a fifth less CPU time per message than one
+    /// `send_slice` each). Empty messages are not sent. Waits as `send_slice` does,
+    /// checking a sync-mode subscriber's request to slow down before each run.
     ///
     /// ```
     /// use std::time::Duration;

@@ -90,6 +90,42 @@ fn counting_subscriber(
 
 /// Poll `done` (a counter's condition: no event to wait on) until it holds or
 /// `within` passed; whether it holds.
+/// A publisher with small send queues, listening, with two peers: one that never
+/// reads, and a context that counts what arrives at `slot`.
+struct Hub {
+    hub: Context,
+    /// The hub's connection to the peer that never reads.
+    dead: Connection,
+    /// The hub's connection to the counting peer.
+    good_conn: Connection,
+    got: Arc<AtomicU64>,
+    out_of_order: Arc<AtomicBool>,
+    /// The heartbeats of the peer that never reads, the counting context and its
+    /// registration.
+    _keep: (tokio::task::JoinHandle<()>, Context, yoton_core::SlotGuard),
+}
+
+async fn hub_with_two_peers(slot: u64) -> Hub {
+    let hub = ctx_small_queues();
+    let listener = hub.listen_async("127.0.0.1:0").await.unwrap();
+    let port = listener.local().port;
+    let (dead, heartbeats) = never_reading_peer(&listener, port).await;
+    let good = ctx();
+    good.connect_async(&format!("127.0.0.1:{port}"), WAIT)
+        .await
+        .unwrap();
+    let good_conn = listener.accept_async(WAIT).await.unwrap();
+    let (got, out_of_order, guard) = counting_subscriber(&good, slot);
+    Hub {
+        hub,
+        dead,
+        good_conn,
+        got,
+        out_of_order,
+        _keep: (heartbeats, good, guard),
+    }
+}
+
 async fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
     while !done() {
@@ -122,17 +158,14 @@ fn secs_from_env() -> Duration {
 async fn a_subscriber_that_never_reads_costs_the_publisher_bounded_memory() {
     let _serial = SERIAL.lock().await;
     let slot = slot_hash("overload.stream.bin.pub-sub");
-    let hub = ctx_small_queues();
-    let listener = hub.listen_async("127.0.0.1:0").await.unwrap();
-    let port = listener.local().port;
-    let (dead, _heartbeats) = never_reading_peer(&listener, port).await;
-
-    let good = ctx();
-    good.connect_async(&format!("127.0.0.1:{port}"), WAIT)
-        .await
-        .unwrap();
-    let good_conn = listener.accept_async(WAIT).await.unwrap();
-    let (got, out_of_order, _guard) = counting_subscriber(&good, slot);
+    let Hub {
+        hub,
+        dead,
+        good_conn,
+        got,
+        out_of_order,
+        _keep,
+    } = hub_with_two_peers(slot).await;
 
     let run = secs_from_env();
     let t0 = Instant::now();
@@ -302,16 +335,14 @@ async fn a_relay_discards_for_a_peer_that_never_reads_and_serves_the_others() {
 async fn send_slices_waits_at_a_full_queue_then_discards_beyond_the_hard_limit() {
     let _serial = SERIAL.lock().await;
     let slot = slot_hash("overload.slices.bin.pub-sub");
-    let hub = ctx_small_queues();
-    let listener = hub.listen_async("127.0.0.1:0").await.unwrap();
-    let port = listener.local().port;
-    let (dead, _heartbeats) = never_reading_peer(&listener, port).await;
-    let good = ctx();
-    good.connect_async(&format!("127.0.0.1:{port}"), WAIT)
-        .await
-        .unwrap();
-    let good_conn = listener.accept_async(WAIT).await.unwrap();
-    let (got, out_of_order, _guard) = counting_subscriber(&good, slot);
+    let Hub {
+        hub,
+        dead,
+        good_conn,
+        got,
+        out_of_order,
+        _keep,
+    } = hub_with_two_peers(slot).await;
 
     // Far more than the hard limit and what the sockets hold, in one call.
     let n = (8 * HARD_BYTES / PAYLOAD) as u64 + 4096;
