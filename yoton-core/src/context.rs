@@ -123,6 +123,12 @@ pub struct ReconnectPolicy {
     pub max_attempts: Option<u32>,
     /// Stop after this long (default: never).
     pub give_up_after: Option<Duration>,
+    /// Stop at the first failure that retrying cannot mend ([`Error::ConnectFailed`]:
+    /// a refused certificate, a server that answers in another protocol, a refused
+    /// authentication). Default `false`: such a failure is logged at warn and the
+    /// policy goes on, as the server may be fixed meanwhile; an unattended client
+    /// that should not knock on a misconfigured server forever sets it.
+    pub stop_on_permanent_failure: bool,
 }
 
 impl Default for ReconnectPolicy {
@@ -133,6 +139,7 @@ impl Default for ReconnectPolicy {
             attempt_timeout: Duration::from_secs(1),
             max_attempts: None,
             give_up_after: None,
+            stop_on_permanent_failure: false,
         }
     }
 }
@@ -1047,9 +1054,13 @@ impl Context {
                             return;
                         }
                         // Retrying cannot mend this one (say, the server's new
-                        // certificate is refused): worth a warning, though the
-                        // policy goes on (the server may be fixed meanwhile).
+                        // certificate is refused): worth a warning; the policy goes
+                        // on (the server may be fixed meanwhile) unless told not to.
                         Err(e @ Error::ConnectFailed { .. }) => {
+                            if policy.stop_on_permanent_failure {
+                                tracing::warn!(address = %address, attempt, error = %e, "reconnect failed for good; giving up");
+                                return;
+                            }
                             tracing::warn!(address = %address, attempt, error = %e, "reconnect failed");
                         }
                         Err(e) => tracing::debug!(address = %address, attempt, error = %e, "reconnect failed"),

@@ -756,3 +756,61 @@ fn both_schemes_are_registered() {
     assert!(ctx.registry().get("tls").is_some());
     assert!(ctx.registry().get("tcps").is_some());
 }
+
+/// A reconnect policy with `stop_on_permanent_failure` gives up at the first attempt
+/// that retrying cannot mend; the default policy keeps knocking. The host goes away
+/// and a server that does not speak TLS takes its port (it counts the attempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_policy_can_stop_at_a_permanent_failure() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for stop in [true, false] {
+        let t = mesh();
+        let host = ctx_with(t.clone());
+        let listener = host.listen_async("tls://127.0.0.1:0").await.unwrap();
+        let port = listener.local().port;
+        let guest = ctx_with(t);
+        let policy = yoton_core::ReconnectPolicy {
+            initial_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+            stop_on_permanent_failure: stop,
+            ..Default::default()
+        };
+        let conn = guest
+            .connect_with_reconnect_async(&format!("tls://127.0.0.1:{port}"), WAIT, policy)
+            .await
+            .unwrap();
+        drop(listener);
+        host.close_async().await;
+        conn.wait_closed_async(WAIT).await.unwrap();
+
+        let server = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let serve = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = server.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, SeqCst);
+                let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
+            }
+        });
+        // The first attempt comes within the first delays; a policy that goes on
+        // makes several more in half a second (20, 40, then every 50 ms).
+        let t0 = Instant::now();
+        while accepted.load(SeqCst) == 0 && t0.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        serve.abort();
+        let attempts = accepted.load(SeqCst);
+        if stop {
+            assert_eq!(attempts, 1, "stopped after the first permanent failure");
+        } else {
+            assert!(attempts >= 3, "the default policy goes on: {attempts}");
+        }
+        guest.close_async().await;
+    }
+}
