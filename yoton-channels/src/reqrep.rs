@@ -382,6 +382,8 @@ struct ReqShared {
     /// The replier that sent the latest reply (0: none yet, or it stopped answering).
     last_replier: AtomicU64,
     inbox: Arc<Inbox>,
+    /// Someone is handling the inbox (see [`ReqShared::handle_inbox`]).
+    handling: AtomicBool,
     wake: Arc<Wake>,
     /// How long a wait for a reply spins.
     spin: SpinLimit,
@@ -390,9 +392,28 @@ struct ReqShared {
 }
 
 impl ReqShared {
+    /// Handle the packages in the inbox, one caller at a time and in arrival order:
+    /// the reading tasks of several connections and the driving task all call this,
+    /// and two of them taking turns at popping could otherwise apply a replier's
+    /// reply after its next `req!` (the requester then saw that replier running two
+    /// requests for a moment). A caller that finds another at work leaves the rest
+    /// to it, which looks at the inbox again after it stops (this also makes a call
+    /// from a done-callback return at once instead of deadlocking).
     fn handle_inbox(&self) {
-        while let Some((p, _)) = self.inbox.pop() {
-            self.handle(p);
+        loop {
+            if self.handling.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            while let Some((p, _)) = self.inbox.pop() {
+                self.handle(p);
+            }
+            self.handling.store(false, Ordering::Release);
+            // A package pushed after the last pop, whose caller found this one at
+            // work (the inbox's lock orders the push, its caller's check, this store
+            // and the look below).
+            if self.inbox.len() == 0 {
+                return;
+            }
         }
     }
 
@@ -538,6 +559,7 @@ impl ReqChannel {
             direct: AtomicBool::new(false),
             last_replier: AtomicU64::new(0),
             inbox: Arc::new(Inbox::new()),
+            handling: AtomicBool::new(false),
             wake: Arc::new(Wake::default()),
             spin: SpinLimit::default(),
             closed: AtomicBool::new(false),
