@@ -1450,3 +1450,58 @@ async fn run_event_bridge(weak: Weak<RepShared>, generation: u64) {
         let _ = tokio::time::timeout(Duration::from_secs(2), inbound.wake.notified()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply for request `id` from replier 7, as it arrives from the network.
+    fn reply(ctx: &Context, slot: u64, id: u64, text: &str) -> Package {
+        let mut p = Package::new(slot, object::to_bytes(&Value::Str(text.into()))).to(ctx.id(), id);
+        p.source_id = 7;
+        p
+    }
+
+    /// While one caller handles the inbox (here: held in a done-callback), another
+    /// returns at once and leaves the next package to it, so packages are applied in
+    /// arrival order; the first caller then handles what came meanwhile.
+    #[test]
+    fn one_caller_at_a_time_handles_the_inbox_in_order() {
+        let ctx = Context::new().unwrap();
+        let req = ReqChannel::new(&ctx, "inbox-order").unwrap();
+        let (first, second) = (req.call("m", ()).unwrap(), req.call("m", ()).unwrap());
+        let shared = req.shared.clone();
+        let slot = shared.slot;
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        first.add_done_callback(move |_| {
+            entered_tx.send(()).unwrap();
+            release_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        });
+        shared.inbox.push(reply(&ctx, slot, first.id(), "one"), 1);
+        let busy = shared.clone();
+        let a = std::thread::spawn(move || busy.handle_inbox());
+        entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        shared.inbox.push(reply(&ctx, slot, second.id(), "two"), 2);
+        shared.handle_inbox();
+        assert!(
+            !second.done(),
+            "a second caller applied a reply while the first was still at work"
+        );
+        release_tx.send(()).unwrap();
+        a.join().unwrap();
+        assert!(
+            second.done(),
+            "the first caller left the later reply behind"
+        );
+        assert_eq!(
+            second.result(Duration::ZERO).unwrap(),
+            Value::Str("two".into())
+        );
+        assert_eq!(
+            first.result(Duration::ZERO).unwrap(),
+            Value::Str("one".into())
+        );
+    }
+}
