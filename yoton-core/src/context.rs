@@ -569,10 +569,7 @@ impl Context {
     #[inline]
     pub fn send(&self, package: Package) -> Result<()> {
         let full = self.route(package)?;
-        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
-            self.inner.rt.block_on("send", wait_send_space(full))?;
-        }
-        Ok(())
+        self.wait_for_room(full)
     }
 
     /// Send without waiting for room in the send queues.
@@ -644,10 +641,7 @@ impl Context {
     #[inline]
     pub fn send_slice(&self, slot: u64, payload: &[u8]) -> Result<()> {
         let full = self.route_slice(slot, payload)?;
-        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
-            self.inner.rt.block_on("send", wait_send_space(full))?;
-        }
-        Ok(())
+        self.wait_for_room(full)
     }
 
     /// [`Context::send_slice`], waiting for room as [`Context::send_async`] does.
@@ -690,9 +684,7 @@ impl Context {
         let mut rest = payloads;
         while !rest.is_empty() {
             let (sent, full) = self.route_slices(slot, rest)?;
-            if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
-                self.inner.rt.block_on("send", wait_send_space(full))?;
-            }
+            self.wait_for_room(full)?;
             rest = rest.get(sent..).unwrap_or_default();
         }
         Ok(())
@@ -706,6 +698,16 @@ impl Context {
             let (sent, full) = self.route_slices(slot, rest)?;
             wait_send_space(full).await;
             rest = rest.get(sent..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// After a blocking send: on a thread outside any tokio runtime, wait (up to
+    /// [`SEND_QUEUE_WAIT`]) for room in the send queues the send left full; inside a
+    /// runtime a blocking send does not wait (`send_async` does).
+    fn wait_for_room(&self, full: Vec<Connection>) -> Result<()> {
+        if !full.is_empty() && tokio::runtime::Handle::try_current().is_err() {
+            self.inner.rt.block_on("send", wait_send_space(full))?;
         }
         Ok(())
     }
