@@ -1,7 +1,8 @@
-//! Listening on TCP, for the transports built on it (`tcp://`, `tls://`, `ws://`,
-//! `wss://`): [`bind_tcp`] binds a listening socket as every one of them does, and a
-//! [`HandshakingListener`] runs each accepted socket through a transport-level
-//! handshake (TLS, a WebSocket upgrade) before it hands it to the context.
+//! TCP for the transports built on it (`tcp://`, `tls://`, `ws://`, `wss://`):
+//! [`bind_tcp`] binds a listening socket as every one of them does, [`tcp_ends`]
+//! readies a connected stream and names its two ends, and a [`HandshakingListener`]
+//! runs each accepted socket through a transport-level handshake (TLS, a WebSocket
+//! upgrade) before it hands it to the context.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,25 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, TransportError> {
         .bind(addr)
         .map_err(|e| TransportError::new(format!("cannot bind {addr}: {e}")))?;
     Ok(socket.listen(1024)?)
+}
+
+/// Ready a connected (or accepted) stream for Yoton, as every transport on TCP does:
+/// `TCP_NODELAY` on (small packages go out at once; the writer batches them itself),
+/// and the local and peer ends of the socket.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let l = yoton_core::listen::bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let s = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+/// let (local, peer) = yoton_core::listen::tcp_ends(&s).unwrap();
+/// assert_eq!(peer.port, l.local_addr().unwrap().port());
+/// assert_eq!(local.host, "127.0.0.1");
+/// assert!(s.nodelay().unwrap());
+/// # });
+/// ```
+pub fn tcp_ends(stream: &TcpStream) -> std::io::Result<(Endpoint, Endpoint)> {
+    stream.set_nodelay(true)?;
+    Ok((stream.local_addr()?.into(), stream.peer_addr()?.into()))
 }
 
 type Ready = Result<Incoming, TransportError>;

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::net::{TcpListener, TcpStream};
-use yoton_core::listen::bind_tcp;
+use yoton_core::listen::{bind_tcp, tcp_ends};
 use yoton_core::stream::RawStream;
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
@@ -51,9 +51,7 @@ pub fn install() {
 }
 
 fn into_raw(stream: TcpStream) -> Result<Incoming, TransportError> {
-    stream.set_nodelay(true)?;
-    let local = Endpoint::from(stream.local_addr()?);
-    let peer = Endpoint::from(stream.peer_addr()?);
+    let (local, peer) = tcp_ends(&stream)?;
     let (r, w) = stream.into_split();
     Ok(RawStream {
         reader: Box::new(r),

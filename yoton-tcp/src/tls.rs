@@ -59,7 +59,7 @@ use rustls::{CertificateError, OtherError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-use yoton_core::listen::{bind_tcp, HandshakingListener};
+use yoton_core::listen::{bind_tcp, tcp_ends, HandshakingListener};
 use yoton_core::stream::{RawStream, StreamRead};
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
 use yoton_core::{Address, Endpoint};
@@ -636,9 +636,7 @@ fn describe_server_error(peer: &Endpoint, e: &std::io::Error) -> String {
 /// The server side of one accepted socket: check that it speaks TLS, run the TLS
 /// handshake, split the stream.
 async fn server_side(mut stream: TcpStream, acceptor: TlsAcceptor) -> Result<RawStream, String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let local = Endpoint::from(stream.local_addr().map_err(|e| e.to_string())?);
-    let peer = Endpoint::from(stream.peer_addr().map_err(|e| e.to_string())?);
+    let (local, peer) = tcp_ends(&stream).map_err(|e| e.to_string())?;
     let mut first = [0u8; 1];
     let n = stream
         .peek(&mut first)
@@ -764,9 +762,7 @@ impl Transport for TlsTransport {
             );
         }
         let stream = TcpStream::connect(sa).await?;
-        stream.set_nodelay(true)?;
-        let local = Endpoint::from(stream.local_addr()?);
-        let peer = Endpoint::from(stream.peer_addr()?);
+        let (local, peer) = tcp_ends(&stream)?;
         let target = addr.host_port();
         let timeout = self.inner.handshake_timeout;
         let tls = match tokio::time::timeout(timeout, connector.connect(name.clone(), stream)).await

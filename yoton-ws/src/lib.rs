@@ -117,9 +117,9 @@ use async_trait::async_trait;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use yoton_core::listen::{bind_tcp, HandshakingListener};
+use yoton_core::listen::{bind_tcp, tcp_ends, HandshakingListener};
 use yoton_core::transport::{Incoming, Transport, TransportError, TransportListener};
-use yoton_core::{Address, Endpoint};
+use yoton_core::Address;
 
 use frame::Side;
 
@@ -310,9 +310,7 @@ async fn server_side(
     path: &str,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<yoton_core::messages::RawMessages, String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let local = Endpoint::from(stream.local_addr().map_err(|e| e.to_string())?);
-    let peer = Endpoint::from(stream.peer_addr().map_err(|e| e.to_string())?);
+    let (local, peer) = tcp_ends(&stream).map_err(|e| e.to_string())?;
     let io = match tls {
         None => io::Io::plain(stream),
         Some(acceptor) => {
@@ -367,9 +365,7 @@ impl Transport for WsTransport {
         };
         let sa = addr.resolve().await?;
         let stream = TcpStream::connect(sa).await?;
-        stream.set_nodelay(true)?;
-        let local = Endpoint::from(stream.local_addr()?);
-        let peer = Endpoint::from(stream.peer_addr()?);
+        let (local, peer) = tcp_ends(&stream)?;
         let target = addr.host_port();
         let io = match connector {
             None => io::Io::plain(stream),
