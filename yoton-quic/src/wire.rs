@@ -69,6 +69,7 @@ use yoton_core::link::LinkError;
 use yoton_core::messages::{MessageReader, MessageWriter, OutMessage, RawMessages};
 use yoton_core::package::{Header, CONTROL, HEADER_SIZE};
 use yoton_core::pool::LargePool;
+use yoton_core::readbuf::ReadBuffer;
 use yoton_core::Endpoint;
 
 /// Control word of a reference to a package that travels on its own stream.
@@ -248,43 +249,55 @@ async fn read_control(
     max: u64,
     sending: Arc<AtomicUsize>,
 ) {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut chunks: [Bytes; READ_CHUNKS] = Default::default();
+    let mut buf = ReadBuffer::new(BytesMut::new());
+    let mut last = 0;
     let end = loop {
         // Everything one read completed goes to the reader at once.
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(last);
         let failed = loop {
-            match decode_control(&mut buf, max) {
+            match decode_control(buf.buf(), max) {
                 Ok(Some(entry)) => entries.push(entry),
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             }
         };
+        last = entries.len();
         if !entries.is_empty() && tx.send(Control::Entries(entries)).await.is_err() {
             return drain(recv, &sending).await;
         }
         if let Some(e) = failed {
             break Err(e);
         }
-        match recv.read_chunks(&mut chunks).await {
-            Ok(Some(n)) => {
-                for c in chunks.iter_mut().take(n) {
-                    buf.extend_from_slice(c);
-                    *c = Bytes::new();
-                }
-            }
-            Ok(None) if buf.is_empty() => break Ok(()),
-            Ok(None) => {
+        buf.make_room();
+        match tokio::io::AsyncReadExt::read_buf(&mut recv, buf.buf()).await {
+            Ok(0) if buf.is_empty() => break Ok(()),
+            Ok(0) => {
                 break Err(LinkError::Other(format!(
                 "Other end dropped the connection in the middle of a package ({} bytes received)",
                 buf.len()
             )))
             }
-            Err(quinn::ReadError::ConnectionLost(c)) => break Err(connection_error(&c)),
-            Err(e) => break Err(LinkError::Other(format!("QUIC stream error: {e}"))),
+            Ok(n) => buf.read(n, false),
+            Err(e) => break Err(control_read_error(e)),
         }
     };
     let _ = tx.send(Control::End(end)).await;
+}
+
+/// Why reading the control stream failed (quinn's error inside the I/O error of
+/// its `AsyncRead`).
+fn control_read_error(e: std::io::Error) -> LinkError {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<quinn::ReadError>())
+    {
+        Some(Ok(read)) => match *read {
+            quinn::ReadError::ConnectionLost(c) => connection_error(&c),
+            other => LinkError::Other(format!("QUIC stream error: {other}")),
+        },
+        Some(Err(other)) => LinkError::Other(format!("QUIC stream error: {other}")),
+        None => LinkError::Other("QUIC stream error".into()),
+    }
 }
 
 /// The reader is gone (the link closed) while large packages of ours may still be

@@ -139,3 +139,33 @@ async fn a_package_stream_shorter_than_its_header_says_loses_track() {
     let detail = "announces 200000 payload bytes, the stream carries 199990";
     loses_track_on_large_package(200_000, 199_990, 81, detail).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_stream_that_ends_inside_a_package_says_so() {
+    let (server, client) = pinned_pair();
+    let a = ctx_with(server);
+    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
+    let mut m = raw(&client, &host.name()).await;
+    m.writer
+        .send(vec![Whole(Bytes::from(Hello { id: 82, pid: 1 }.line()))])
+        .await
+        .unwrap();
+    host.wait_connected_async(WAIT).await.unwrap();
+    // A small package (on the control stream) cut off after 10 of its 1,000 bytes,
+    // then the end of the stream.
+    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
+    p[48..56].copy_from_slice(&1000u64.to_le_bytes());
+    let mut bytes = p.to_vec();
+    bytes.extend_from_slice(b"0123456789");
+    m.writer
+        .send(vec![Whole(Bytes::from(bytes))])
+        .await
+        .unwrap();
+    m.writer.close().await.unwrap();
+    let reason = host.wait_closed_async(WAIT).await.unwrap();
+    assert!(
+        reason.contains("in the middle of a package (66 bytes received)"),
+        "{reason}"
+    );
+    drop(m);
+}
