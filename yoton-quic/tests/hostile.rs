@@ -10,7 +10,7 @@ use yoton_core::handshake::Hello;
 use yoton_core::messages::OutMessage::Whole;
 use yoton_core::messages::RawMessages;
 use yoton_core::transport::{Incoming, Transport};
-use yoton_core::{slot_hash, Address, Package};
+use yoton_core::{slot_hash, Address, Connection, Context, Package};
 use yoton_quic::QuicTransport;
 
 async fn raw(client: &QuicTransport, address: &str) -> RawMessages {
@@ -96,14 +96,8 @@ async fn an_oversized_announcement_is_refused_before_any_payload() {
     drop(m);
 }
 
-/// Send one large package (on a stream of its own) whose header announces
-/// `announced` payload bytes while `carried` follow: the host closes the connection
-/// having lost track of the stream, for a reason that contains `detail`. The package
-/// goes out once the handshake is done: its stream and the control stream are read
-/// by tasks of their own, so sent together with the handshake line its failure could
-/// come first and fail the handshake instead (the host then refuses the peer and
-/// keeps waiting: about 1 run in 60 under load).
-async fn loses_track_on_large_package(announced: u64, carried: usize, id: u64, detail: &str) {
+/// A host, and a raw peer (handshake line `id`) it has taken as connected.
+async fn connected_raw(id: u64) -> (Context, Connection, RawMessages) {
     let (server, client) = pinned_pair();
     let a = ctx_with(server);
     let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
@@ -113,6 +107,18 @@ async fn loses_track_on_large_package(announced: u64, carried: usize, id: u64, d
         .await
         .unwrap();
     host.wait_connected_async(WAIT).await.unwrap();
+    (a, host, m)
+}
+
+/// Send one large package (on a stream of its own) whose header announces
+/// `announced` payload bytes while `carried` follow: the host closes the connection
+/// having lost track of the stream, for a reason that contains `detail`. The package
+/// goes out once the handshake is done: its stream and the control stream are read
+/// by tasks of their own, so sent together with the handshake line its failure could
+/// come first and fail the handshake instead (the host then refuses the peer and
+/// keeps waiting: about 1 run in 60 under load).
+async fn loses_track_on_large_package(announced: u64, carried: usize, id: u64, detail: &str) {
+    let (_a, host, mut m) = connected_raw(id).await;
     let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
     p[48..56].copy_from_slice(&announced.to_le_bytes());
     let mut bytes = p.to_vec();
@@ -142,15 +148,7 @@ async fn a_package_stream_shorter_than_its_header_says_loses_track() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_stream_that_ends_inside_a_package_says_so() {
-    let (server, client) = pinned_pair();
-    let a = ctx_with(server);
-    let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
-    let mut m = raw(&client, &host.name()).await;
-    m.writer
-        .send(vec![Whole(Bytes::from(Hello { id: 82, pid: 1 }.line()))])
-        .await
-        .unwrap();
-    host.wait_connected_async(WAIT).await.unwrap();
+    let (_a, host, mut m) = connected_raw(82).await;
     // A small package (on the control stream) cut off after 10 of its 1,000 bytes,
     // then the end of the stream.
     let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
