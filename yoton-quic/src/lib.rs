@@ -569,16 +569,21 @@ impl TransportListener for Listening {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, wire: WireOptions, tx: mpsc::Sender<RawMessages>) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    configs: PerPath<Arc<quinn::ServerConfig>>,
+    wire: WireOptions,
+    tx: mpsc::Sender<RawMessages>,
+) {
     let mut handshakes = Handshakes::new(MAX_TRANSPORT_HANDSHAKES);
     while let Some(incoming) = endpoint.accept().await {
         let started = handshakes.try_spawn(incoming, |incoming| {
             // Only a handshake that starts needs its own handles.
-            let (endpoint, tx) = (endpoint.clone(), tx.clone());
+            let (endpoint, configs, tx) = (endpoint.clone(), configs.clone(), tx.clone());
             async move {
                 let remote = incoming.remote_address();
                 let established = async {
-                    let conn = incoming.accept()?.await?;
+                    let conn = udp::accept_for_path(incoming, &configs)?.await?;
                     let (send, recv) = conn.accept_bi().await?;
                     Ok::<_, quinn::ConnectionError>((conn, send, recv))
                 };
@@ -625,12 +630,12 @@ impl Transport for QuicTransport {
             ));
         };
         let sa = addr.resolve().await?;
-        let config = config.for_ip(sa.ip()).clone();
-        let endpoint = udp::endpoint(sa, Some(config))
+        let endpoint = udp::endpoint(sa, Some(config.for_ip(sa.ip()).clone()))
             .map_err(|e| TransportError::new(format!("cannot bind {sa}: {e}")))?;
         let local = Endpoint::from(endpoint.local_addr()?);
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(accept_loop(endpoint.clone(), self.inner.wire, tx));
+        let configs = config.map(|c| Arc::new(c.clone()));
+        let task = tokio::spawn(accept_loop(endpoint.clone(), configs, self.inner.wire, tx));
         Ok(Box::new(Listening {
             endpoint,
             local,
