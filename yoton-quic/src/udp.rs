@@ -134,6 +134,7 @@ mod tests {
     use super::*;
     use crate::QuicTransport;
     use std::time::{Duration, Instant};
+    use yoton_testkit::child::LineChild;
 
     const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
@@ -246,46 +247,34 @@ mod tests {
     /// endpoint accepts them, and the connection gets the loopback configuration.
     /// (Before, such a peer got quinn's 1,452 bytes. W2 quic pairs in a network
     /// namespace: 1.01-1.08 GB/s before, 1.38-1.67 after, 1.34-1.56 with a listener
-    /// on 127.0.0.1.) Tests bind every address only where
-    /// nothing but loopback is: this test runs itself again in a network namespace of
-    /// its own (`unshare -rn` of util-linux, `ip` of iproute2 to bring `lo` up).
-    #[test]
-    fn a_listener_on_every_address_gives_loopback_peers_large_packets() {
+    /// on 127.0.0.1.) Tests bind every address only where nothing but loopback is:
+    /// this test runs itself again in a network namespace of its own (`unshare -rn`
+    /// of util-linux, `ip` of iproute2 to bring `lo` up).
+    #[tokio::test]
+    async fn a_listener_on_every_address_gives_loopback_peers_large_packets() {
         if std::env::var_os(IN_NETNS).is_some() {
-            let rt = tokio::runtime::Runtime::new().unwrap();
             let any = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-            rt.block_on(loopback_pair_with_large_packets(any));
+            loopback_pair_with_large_packets(any).await;
             return;
         }
         let name = "udp::tests::a_listener_on_every_address_gives_loopback_peers_large_packets";
-        let log = std::env::temp_dir().join(format!("yoton-quic-netns-{}.log", std::process::id()));
-        let out = std::fs::File::create(&log).unwrap();
-        let mut child = std::process::Command::new("unshare")
-            .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args(["-rn", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", name, "--nocapture", "--test-threads=1"])
-            .env(IN_NETNS, "1")
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("unshare (util-linux) runs the test in a network namespace");
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
+            .env(IN_NETNS, "1");
+        let label = "this test in a network namespace (unshare -rn)";
+        let mut run = LineChild::spawn(label, &mut cmd, Duration::from_secs(60));
+        let summary = loop {
+            let line = run.next_line().await;
+            if line.starts_with("test result:") {
+                break line;
             }
-            if t0.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("the run in a network namespace did not end within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
         };
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let _ = std::fs::remove_file(&log);
-        assert!(
-            status.success() && text.contains("test result: ok. 1 passed"),
-            "the run in a network namespace: {status}\n{text}"
-        );
+        if !summary.starts_with("test result: ok. 1 passed") {
+            run.fail(&format!("its summary: {summary}"));
+        }
+        run.expect_success().await;
     }
 
     #[tokio::test]
