@@ -348,17 +348,23 @@ fn send_slice_from_one_reused_buffer_arrives_intact_and_in_order() {
             expected.push(owned.to_vec());
         }
     }
+    receives_exactly(&sub, &expected);
+    publisher.close();
+    assert!(
+        publisher.send_slice(b"x").is_err(),
+        "a closed channel refuses"
+    );
+}
+
+/// `sub` receives `expected` in order (each within `WAIT`), then nothing more for
+/// 200 ms, and discarded nothing.
+fn receives_exactly(sub: &SubChannel<Binary>, expected: &[Vec<u8>]) {
     for (k, want) in expected.iter().enumerate() {
         let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
         assert_eq!(&got[..], &want[..], "message {k} ({} bytes)", want.len());
     }
     assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
     assert_eq!(sub.discarded(), 0);
-    publisher.close();
-    assert!(
-        publisher.send_slice(b"x").is_err(),
-        "a closed channel refuses"
-    );
 }
 
 #[test]
@@ -394,12 +400,7 @@ fn send_slices_keeps_the_order_across_runs_sizes_and_the_start_up_queue() {
         publisher.send_slice(&single).unwrap();
         expected.push(single);
     }
-    for (i, want) in expected.iter().enumerate() {
-        let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
-        assert_eq!(&got[..], &want[..], "message {i} ({} bytes)", want.len());
-    }
-    assert_eq!(sub.recv_timeout(Duration::from_millis(200)).unwrap(), None);
-    assert_eq!(sub.discarded(), 0);
+    receives_exactly(&sub, &expected);
     // Async style, and a closed channel.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(publisher.send_slices_async(&[b"async 1", b"async 2"]))
