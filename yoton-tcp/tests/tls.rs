@@ -797,13 +797,24 @@ async fn a_reconnect_policy_can_stop_at_a_permanent_failure() {
                 let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
             }
         });
-        // The first attempt comes within the first delays; a policy that goes on
-        // makes several more in half a second (20, 40, then every 50 ms).
-        let t0 = Instant::now();
-        while accepted.load(SeqCst) == 0 && t0.elapsed() < WAIT {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // Attempts come 20, 40, then every 50 ms: wait (bounded) for the first, and
+        // for a third when the policy goes on; a policy that stops is watched for half
+        // a second, in which one that went on would make about ten more.
+        let attempts_reach = |n: usize| {
+            let accepted = accepted.clone();
+            async move {
+                let t0 = Instant::now();
+                while accepted.load(SeqCst) < n && t0.elapsed() < WAIT {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        attempts_reach(1).await;
+        if stop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else {
+            attempts_reach(3).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
         serve.abort();
         let attempts = accepted.load(SeqCst);
         if stop {
