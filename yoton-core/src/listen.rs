@@ -75,7 +75,7 @@ type Ready = Result<Incoming, TransportError>;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-/// use yoton_core::listen::{bind_tcp, HandshakingListener};
+/// use yoton_core::listen::{bind_tcp, tcp_ends, HandshakingListener};
 /// use yoton_core::stream::RawStream;
 /// use yoton_core::transport::TransportListener;
 ///
@@ -87,7 +87,7 @@ type Ready = Result<Incoming, TransportError>;
 ///     if &line != b"hi\n" {
 ///         return Err(format!("no greeting: {line:?}"));
 ///     }
-///     let (local, peer) = (s.local_addr().unwrap().into(), s.peer_addr().unwrap().into());
+///     let (local, peer) = tcp_ends(&s).map_err(|e| e.to_string())?;
 ///     let (r, w) = s.into_split();
 ///     Ok(RawStream { reader: Box::new(r), writer: Box::new(w), local, peer }.into())
 /// })
