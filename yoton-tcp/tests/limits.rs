@@ -72,13 +72,16 @@ async fn expect_log(parts: &[&str]) -> String {
     expect_log_after(parts, 0).await
 }
 
+/// Whether a log line contains all of `parts`.
+fn has_all(line: &str, parts: &[&str]) -> bool {
+    parts.iter().all(|p| line.contains(p))
+}
+
 /// Log lines so far that contain all of `parts`.
 fn logged(parts: &[&str]) -> usize {
-    logs().lock().map_or(0, |l| {
-        l.iter()
-            .filter(|s| parts.iter().all(|p| s.contains(p)))
-            .count()
-    })
+    logs()
+        .lock()
+        .map_or(0, |l| l.iter().filter(|s| has_all(s, parts)).count())
 }
 
 /// Wait (bounded) for a log line that contains all of `parts`, after the first `seen`
@@ -86,12 +89,10 @@ fn logged(parts: &[&str]) -> usize {
 async fn expect_log_after(parts: &[&str], seen: usize) -> String {
     let t0 = Instant::now();
     loop {
-        let found = logs().lock().ok().and_then(|l| {
-            l.iter()
-                .filter(|s| parts.iter().all(|p| s.contains(p)))
-                .nth(seen)
-                .cloned()
-        });
+        let found = logs()
+            .lock()
+            .ok()
+            .and_then(|l| l.iter().filter(|s| has_all(s, parts)).nth(seen).cloned());
         if let Some(line) = found {
             return line;
         }
