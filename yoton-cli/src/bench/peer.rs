@@ -169,13 +169,21 @@ impl Payloads {
         if let Some(b) = &self.shared {
             return b.clone();
         }
-        self.buf[..8].copy_from_slice(&seq.to_le_bytes());
+        set_seq(&mut self.buf, seq);
         Bytes::copy_from_slice(&self.buf[..self.size])
     }
 }
 
+/// The sequence number a sender wrote at the start of a message (see [`set_seq`]).
 fn seq_of(m: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(m.get(..8)?.try_into().ok()?))
+}
+
+/// Write `seq` at the start of a message (of at least 8 bytes) in place.
+fn set_seq(m: &mut [u8], seq: u64) {
+    if let Some(at) = m.get_mut(..8) {
+        at.copy_from_slice(&seq.to_le_bytes());
+    }
 }
 
 /// What a receiver saw.
@@ -294,9 +302,7 @@ fn send_all_slice(ctx: &Context, p: &PubChannel<Binary>, size: usize, count: u64
     let mut buf = vec![0x5au8; size.max(8)];
     let t0 = now_ns();
     for i in 0..count {
-        if let Some(seq) = buf.get_mut(..8) {
-            seq.copy_from_slice(&i.to_le_bytes());
-        }
+        set_seq(&mut buf, i);
         p.send_slice(&buf)?;
     }
     ctx.flush(Duration::from_secs(300))?;
@@ -318,9 +324,7 @@ fn send_all_slices(
         let k = (count - next).min(SLICES_PER_CALL as u64) as usize;
         let run = bufs.get_mut(..k).unwrap_or_default();
         for (i, m) in (next..).zip(run.iter_mut()) {
-            if let Some(seq) = m.get_mut(..8) {
-                seq.copy_from_slice(&i.to_le_bytes());
-            }
+            set_seq(m, i);
         }
         p.send_slices(run)?;
         next += k as u64;
