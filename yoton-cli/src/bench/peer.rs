@@ -197,14 +197,24 @@ struct Received {
     t_last: u64,
 }
 
+/// How long a receiver waits for more once the senders are done, counted from that
+/// moment or from the last message received, whichever is later: 1 s, plus the time a
+/// message of `size` bytes takes at 100 MB/s (nothing of a large message shows before
+/// all of it is in: a 256 MiB one on a slow machine must not be taken for lost).
+fn quiet_limit(size: usize) -> Duration {
+    Duration::from_secs(1) + Duration::from_secs_f64(size as f64 / 100e6)
+}
+
 /// Receive up to `count` messages with `recv_all` batches (blocking on
 /// `recv_timeout` when none is pending). Stops early when the coordinator says the
-/// senders are done and nothing came for a second, or quits.
+/// senders are done and nothing came for [`quiet_limit`], or quits.
 fn receive(sub: &SubChannel<Binary>, count: u64, size: usize) -> Received {
     let check = (8..=SEQ_LIMIT).contains(&size);
+    let quiet = quiet_limit(size);
     let mut r = Received::default();
     let mut expect = 0u64;
     let mut last = Instant::now();
+    let mut done_at = None;
     let mut take = |m: &Bytes, r: &mut Received| {
         r.n += 1;
         r.bytes += m.len() as u64;
@@ -226,10 +236,13 @@ fn receive(sub: &SubChannel<Binary>, count: u64, size: usize) -> Received {
             match sub.recv_timeout(Duration::from_millis(50)) {
                 Ok(Some(m)) => take(&m, &mut r),
                 Ok(None) => {
-                    let waited = last.elapsed();
+                    if child::done() && done_at.is_none() {
+                        done_at = Some(Instant::now());
+                    }
+                    let quiet_since = done_at.map_or(last, |d: Instant| d.max(last));
                     if child::quit()
-                        || (child::done() && waited > Duration::from_secs(1))
-                        || waited > Duration::from_secs(300)
+                        || (done_at.is_some() && quiet_since.elapsed() > quiet)
+                        || last.elapsed() > Duration::from_secs(300)
                     {
                         break;
                     }
@@ -705,4 +718,17 @@ async fn req_async(spec: &Spec, direct: bool) -> R<()> {
     }
     child::result(child::latency_stats(rtts));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_message_is_given_time_to_arrive_before_it_counts_as_lost() {
+        // A W4 run of a slow build failed with "incomplete results": its receiver
+        // gave up 1 s after it had joined, before the 256 MiB message was in.
+        assert!(quiet_limit(256 << 20) > Duration::from_secs(3));
+        assert!(quiet_limit(64) < Duration::from_millis(1001));
+    }
 }
