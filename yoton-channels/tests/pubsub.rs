@@ -405,10 +405,7 @@ fn send_slices_keeps_the_order_across_runs_sizes_and_the_start_up_queue() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(publisher.send_slices_async(&[b"async 1", b"async 2"]))
         .unwrap();
-    for want in ["async 1", "async 2"] {
-        let got = sub.recv_timeout(WAIT).unwrap().expect("a message");
-        assert_eq!(&got[..], want.as_bytes());
-    }
+    receives_exactly(&sub, &[b"async 1".to_vec(), b"async 2".to_vec()]);
     publisher.close();
     assert!(
         publisher.send_slices(&[b"x"]).is_err(),
