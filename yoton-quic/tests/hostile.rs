@@ -79,9 +79,7 @@ async fn an_oversized_announcement_is_refused_before_any_payload() {
     let host = a.bind_async("quic://127.0.0.1:0").await.unwrap();
     let mut m = raw(&client, &host.name()).await;
     // A header that announces 1 TiB, followed by 10 bytes.
-    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
-    p[48..56].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    let mut bytes = p.to_vec();
+    let mut bytes = announcing(1 << 40);
     bytes.extend_from_slice(b"0123456789");
     m.writer
         .send(vec![
@@ -94,6 +92,14 @@ async fn an_oversized_announcement_is_refused_before_any_payload() {
     assert!(reason.starts_with("Package too large"), "{reason}");
     assert!(reason.contains("1099511627776"), "{reason}");
     drop(m);
+}
+
+/// A package header (slot `x.bin.pub-sub`) that announces `length` payload bytes,
+/// whatever follows it.
+fn announcing(length: u64) -> Vec<u8> {
+    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
+    p[48..56].copy_from_slice(&length.to_le_bytes());
+    p.to_vec()
 }
 
 /// A host, and a raw peer (handshake line `id`) it has taken as connected.
@@ -119,9 +125,7 @@ async fn connected_raw(id: u64) -> (Context, Connection, RawMessages) {
 /// keeps waiting: about 1 run in 60 under load).
 async fn loses_track_on_large_package(announced: u64, carried: usize, id: u64, detail: &str) {
     let (_a, host, mut m) = connected_raw(id).await;
-    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
-    p[48..56].copy_from_slice(&announced.to_le_bytes());
-    let mut bytes = p.to_vec();
+    let mut bytes = announcing(announced);
     bytes.extend((0..carried).map(|i| i as u8));
     m.writer
         .send(vec![Whole(Bytes::from(bytes))])
@@ -151,9 +155,7 @@ async fn a_control_stream_that_ends_inside_a_package_says_so() {
     let (_a, host, mut m) = connected_raw(82).await;
     // A small package (on the control stream) cut off after 10 of its 1,000 bytes,
     // then the end of the stream.
-    let mut p = Package::new(slot_hash("x.bin.pub-sub"), Bytes::new()).header();
-    p[48..56].copy_from_slice(&1000u64.to_le_bytes());
-    let mut bytes = p.to_vec();
+    let mut bytes = announcing(1000);
     bytes.extend_from_slice(b"0123456789");
     m.writer
         .send(vec![Whole(Bytes::from(bytes))])
