@@ -606,21 +606,18 @@ fn topology(shape: Shape, count: u64, size: usize, p: &Params, floor: bool) -> V
             n("receiver", "sub").bind().reports(),
             n("sender", "pub-slices").to(0).drives(),
         ],
-        Shape::PubAlone | Shape::PubAloneSlices => vec![
-            node("receiver", "floor-raw-sink", count, size)
-                .bind()
-                .reports(),
-            n(
-                "sender",
-                if shape == Shape::PubAlone {
-                    "pub-slice"
-                } else {
-                    "pub-slices"
-                },
-            )
-            .to(0)
-            .drives(),
-        ],
+        Shape::PubAlone | Shape::PubAloneSlices => {
+            let role = match shape {
+                Shape::PubAlone => "pub-slice",
+                _ => "pub-slices",
+            };
+            vec![
+                node("receiver", "floor-raw-sink", count, size)
+                    .bind()
+                    .reports(),
+                n("sender", role).to(0).drives(),
+            ]
+        }
         Shape::SubAlone => vec![
             n("receiver", "sub").bind().reports(),
             node("sender", "floor-raw-source", count, size)

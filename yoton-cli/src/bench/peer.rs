@@ -239,7 +239,7 @@ fn receive(sub: &SubChannel<Binary>, count: u64, size: usize) -> Received {
                     if child::done() && done_at.is_none() {
                         done_at = Some(Instant::now());
                     }
-                    let quiet_since = done_at.map_or(last, |d: Instant| d.max(last));
+                    let quiet_since = done_at.map_or(last, |d| d.max(last));
                     if child::quit()
                         || (done_at.is_some() && quiet_since.elapsed() > quiet)
                         || last.elapsed() > Duration::from_secs(300)
