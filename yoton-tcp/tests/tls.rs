@@ -758,16 +758,45 @@ fn both_schemes_are_registered() {
 }
 
 /// A reconnect policy with `stop_on_permanent_failure` gives up at the first attempt
-/// that retrying cannot mend; the default policy keeps knocking. The host goes away
-/// and a server that does not speak TLS takes its port (it counts the attempts).
+/// that retrying cannot mend; the default policy keeps knocking. The guest dials a
+/// plain TCP front the test holds for its whole life (no port is given up and bound
+/// again, which another socket could take in between): it pipes to the TLS host
+/// while there is one, then answers like a server that does not speak TLS and counts
+/// those attempts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_policy_can_stop_at_a_permanent_failure() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Mutex;
     for stop in [true, false] {
         let t = mesh();
         let host = ctx_with(t.clone());
         let listener = host.listen_async("tls://127.0.0.1:0").await.unwrap();
-        let port = listener.local().port;
+        let backend = Arc::new(Mutex::new(Some(listener.local().port)));
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = front.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (count, to) = (accepted.clone(), backend.clone());
+        let serve = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = front.accept().await else {
+                    return;
+                };
+                let host_port = *to.lock().unwrap();
+                match host_port {
+                    Some(p) => {
+                        tokio::spawn(async move {
+                            if let Ok(mut up) = TcpStream::connect(("127.0.0.1", p)).await {
+                                let _ = tokio::io::copy_bidirectional(&mut sock, &mut up).await;
+                            }
+                        });
+                    }
+                    None => {
+                        count.fetch_add(1, SeqCst);
+                        let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
+                    }
+                }
+            }
+        });
         let guest = ctx_with(t);
         let policy = yoton_core::ReconnectPolicy {
             initial_delay: Duration::from_millis(20),
@@ -779,24 +808,13 @@ async fn a_reconnect_policy_can_stop_at_a_permanent_failure() {
             .connect_with_reconnect_async(&format!("tls://127.0.0.1:{port}"), WAIT, policy)
             .await
             .unwrap();
+        assert_eq!(conn.peer_id(), host.id(), "connected through the front");
+        // The host goes away; from now on the front answers in plain text.
+        *backend.lock().unwrap() = None;
         drop(listener);
         host.close_async().await;
         conn.wait_closed_async(WAIT).await.unwrap();
 
-        let server = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        let serve = tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = server.accept().await else {
-                    return;
-                };
-                count.fetch_add(1, SeqCst);
-                let _ = sock.write_all(b"HTTP/1.1 400 not TLS\r\n\r\n").await;
-            }
-        });
         // Attempts come 20, 40, then every 50 ms: wait (bounded) for the first, and
         // for a third when the policy goes on; a policy that stops is watched for half
         // a second, in which one that went on would make about ten more.
