@@ -36,7 +36,8 @@ fn guest_reconnects_after_the_host_restarts() {
     // The host goes away.
     let mut events = guest.events();
     drop(sub);
-    drop(listener);
+    // Once `close` returns the port is free again.
+    listener.close();
     host.close();
     drop(host);
     assert!(first.wait_closed(WAIT).is_ok());
@@ -49,13 +50,7 @@ fn guest_reconnects_after_the_host_restarts() {
     let host2 = ctx();
     let sub2 = SubChannel::<Text>::new(&host2, "log").unwrap();
     let state2 = StateChannel::<Text>::new(&host2, "mode").unwrap();
-    // The old listening socket is dropped by its task a moment after the listener
-    // is (the task is aborted, not awaited): bind again until the port is free.
-    let mut listener2 = None;
-    wait_for("the port to be free again", || {
-        listener2 = host2.listen(&format!("127.0.0.1:{port}")).ok();
-        listener2.is_some()
-    });
+    let _listener2 = host2.listen(&format!("127.0.0.1:{port}")).unwrap();
     let reconnected = guest.block_on("test", async {
         loop {
             match tokio::time::timeout(WAIT, events.next()).await {

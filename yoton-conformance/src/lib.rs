@@ -188,15 +188,21 @@ pub fn inproc_target() -> Target {
 /// each test). `conformance_tests!(mod NAME: EXPR)` puts them in a module `NAME`, for
 /// several targets in one file. It also generates an ignored test,
 /// `conformance_timings`, that runs [`run_all`] and prints how long each check took
-/// (`cargo test -- --ignored --nocapture conformance_timings`).
+/// (`cargo test -- --ignored --nocapture conformance_timings`). Checks outside
+/// [`CHECKS`] that a target passes too are named after `also:`, e.g.
+/// `conformance_tests!(target(), also: rebind_after_close)`.
 #[macro_export]
 macro_rules! conformance_tests {
-    (mod $module:ident : $target:expr) => {
+    (mod $module:ident : $target:expr $(, also: $($extra:ident),+)?) => {
         mod $module {
             #[allow(unused_imports)]
             use super::*;
-            $crate::conformance_tests!($target);
+            $crate::conformance_tests!($target $(, also: $($extra),+)?);
         }
+    };
+    ($target:expr, also: $($extra:ident),+ $(,)?) => {
+        $crate::conformance_tests!($target);
+        $crate::conformance_tests!(@each $target; $($extra),+);
     };
     ($target:expr) => {
         $crate::conformance_tests!(@each $target;
@@ -1117,4 +1123,31 @@ pub async fn state(t: &Target) {
     assert_eq!(sl.recv(), None, "[{}]", t.name);
     join(t, &b, &late).await;
     learns(t, &sl, "two", "the newcomer learns two").await;
+}
+
+/// Once a listener's `close_async` (or the blocking `close`) returns, its address is
+/// free: a new listener binds it at once (20 times in a row, the two closes in turn),
+/// and a peer reaches the last one. Not one of [`CHECKS`]: a QUIC listener's UDP
+/// socket is shared with the connections accepted on it and closes after them, a
+/// moment later, so the targets whose listeners own their socket name this one
+/// themselves (`also:` in [`conformance_tests!`]).
+pub async fn rebind_after_close(t: &Target) {
+    let hub = t.context();
+    let mut listener = ok(t, "listen", hub.listen_async(&t.address()).await);
+    let address = listener.address().to_string();
+    for round in 0..20 {
+        if round % 2 == 0 {
+            listener.close_async().await;
+        } else {
+            listener.close();
+        }
+        listener = match hub.listen_async(&address).await {
+            Ok(l) => l,
+            Err(e) => panic!("[{}] round {round}: {address} is not free: {e}", t.name),
+        };
+    }
+    let leaf = t.context();
+    ok(t, "connect", leaf.connect_async(&address, WAIT).await);
+    let conn = ok(t, "accept", listener.accept_async(WAIT).await);
+    assert_eq!(conn.peer_id(), leaf.id(), "[{}]", t.name);
 }

@@ -1175,16 +1175,27 @@ impl Context {
         let weak = Arc::downgrade(&self.inner);
         let name = addr.to_string();
         let tx = backlog.clone();
-        let task = self.inner.rt.spawn(async move {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (done_tx, done) = tokio::sync::watch::channel(());
+        self.inner.rt.spawn(async move {
+            // Dropped when this task ends, however it ends: `done` sees it.
+            let _done = done_tx;
             drop(ctx);
-            accept_loop(weak, &mut *listener, name, tx.clone()).await;
+            tokio::select! {
+                () = accept_loop(weak, &mut *listener, name, tx.clone()) => {}
+                _ = stopped.wait_for(|stop| *stop) => {}
+            }
             tx.close();
+            listener.close().await;
+            drop(listener);
         });
         Ok(Listener {
             local,
             address: addr,
             backlog,
-            task,
+            stop,
+            done,
+            handle: self.inner.rt.handle().clone(),
         })
     }
 
@@ -1347,7 +1358,12 @@ pub struct Listener {
     local: Endpoint,
     address: Address,
     backlog: Arc<Backlog>,
-    task: tokio::task::JoinHandle<()>,
+    /// Tells the accept task to stop.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Closed when the accept task has ended and dropped the transport's listener.
+    done: tokio::sync::watch::Receiver<()>,
+    /// The context's runtime, for the blocking [`Listener::close`].
+    handle: tokio::runtime::Handle,
 }
 
 /// Connections a listener accepted and [`Listener::accept_async`] has not handed out
@@ -1427,17 +1443,49 @@ impl Listener {
         self.backlog.queue.lock().len()
     }
 
-    /// Stop accepting (existing connections stay). Waiting `accept` calls end with
-    /// [`Error::Closed`].
+    /// Stop accepting and give the address back: when this returns, the listening
+    /// socket is closed and the address can be bound again. Not so over QUIC, whose
+    /// UDP socket is shared with the connections accepted on it: it closes after the
+    /// last of them, a moment later. Existing connections stay. Waiting `accept`
+    /// calls end with [`Error::Closed`]. Dropping a listener stops it too, without
+    /// waiting.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let ctx = yoton_core::Context::builder()
+    ///     .transport(yoton_core::inproc::InprocTransport)
+    ///     .build()
+    ///     .unwrap();
+    /// let listener = ctx.listen_async("inproc://close-doc").await.unwrap();
+    /// listener.close_async().await;
+    /// let again = ctx.listen_async("inproc://close-doc").await.unwrap();
+    /// # drop(again);
+    /// # });
+    /// ```
+    pub async fn close_async(&self) {
+        self.stop_accepting();
+        let mut done = self.done.clone();
+        // Ends with an error once the accept task has dropped its end.
+        while done.changed().await.is_ok() {}
+    }
+
+    /// Blocking version of [`Listener::close_async`]. On the thread of a
+    /// current-thread runtime, where it cannot wait, it stops the listener and
+    /// returns at once (the socket is closed moments later; use `close_async` there).
     pub fn close(&self) {
-        self.task.abort();
+        self.stop_accepting();
+        let _ = crate::runtime::block_on(&self.handle, "close", self.close_async());
+    }
+
+    fn stop_accepting(&self) {
+        self.stop.send_replace(true);
         self.backlog.close();
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.close();
+        self.stop_accepting();
     }
 }
 

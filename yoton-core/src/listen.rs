@@ -149,6 +149,13 @@ impl TransportListener for HandshakingListener {
         self.local.clone()
     }
 
+    async fn close(&mut self) {
+        // The socket is the accept task's: it is closed once the task is dropped,
+        // which awaiting the aborted task waits for.
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     async fn accept(&mut self) -> Result<Incoming, TransportError> {
         match self.rx.recv().await {
             Some(ready) => ready,

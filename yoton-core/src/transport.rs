@@ -91,6 +91,11 @@ pub trait TransportListener: Send + 'static {
     fn local(&self) -> Endpoint;
     /// Wait for the next raw connection.
     async fn accept(&mut self) -> Result<Incoming, TransportError>;
+    /// Stop listening before the listener is dropped. A listener whose socket lives
+    /// in a task of its own ends that task here, so that once this returns (and the
+    /// listener is dropped) the address can be bound again; one that owns its socket
+    /// needs nothing (the default).
+    async fn close(&mut self) {}
 }
 
 /// A way to reach other contexts, selected by address scheme.
