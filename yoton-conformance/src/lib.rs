@@ -1151,3 +1151,19 @@ pub async fn rebind_after_close(t: &Target) {
     let conn = ok(t, "accept", listener.accept_async(WAIT).await);
     assert_eq!(conn.peer_id(), leaf.id(), "[{}]", t.name);
 }
+
+/// A bound connection closes its listening socket once its peer is in: by the time
+/// it reports the peer connected, its address can be bound again. Not one of
+/// [`CHECKS`], for the reason [`rebind_after_close`] is not.
+pub async fn rebind_after_bind(t: &Target) {
+    let (a, b) = (t.context(), t.context());
+    let host = ok(t, "bind", a.bind_async(&t.address()).await);
+    let address = host.name();
+    ok(t, "connect", b.connect_async(&address, WAIT).await);
+    ok(t, "host connected", host.wait_connected_async(WAIT).await);
+    let again = ok(t, "listen again", a.listen_async(&address).await);
+    let c = t.context();
+    ok(t, "connect again", c.connect_async(&address, WAIT).await);
+    let conn = ok(t, "accept", again.accept_async(WAIT).await);
+    assert_eq!(conn.peer_id(), c.id(), "[{}]", t.name);
+}

@@ -939,6 +939,8 @@ impl Context {
                 };
                 match establish(raw, Role::Host, hello, max, secret.as_ref()).await {
                     Ok(link) => {
+                        // The address is free again before the peer is reported in.
+                        listener.close().await;
                         drop(listener);
                         let Some(inner) = weak.upgrade() else { return };
                         let ctx = Context { inner };

@@ -28,4 +28,4 @@ yoton_conformance::conformance_tests!(yoton_conformance::Target::new(
         .build()
         .unwrap(),
     || "tls://127.0.0.1:0".to_string(),
-), also: rebind_after_close);
+), also: rebind_after_close, rebind_after_bind);

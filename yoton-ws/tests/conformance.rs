@@ -26,5 +26,5 @@ fn wss_target() -> Target {
     )
 }
 
-conformance_tests!(mod ws: ws_target(), also: rebind_after_close);
-conformance_tests!(mod wss: wss_target(), also: rebind_after_close);
+conformance_tests!(mod ws: ws_target(), also: rebind_after_close, rebind_after_bind);
+conformance_tests!(mod wss: wss_target(), also: rebind_after_close, rebind_after_bind);
