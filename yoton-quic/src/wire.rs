@@ -287,16 +287,9 @@ async fn read_control(
 /// Why reading the control stream failed (quinn's error inside the I/O error of
 /// its `AsyncRead`).
 fn control_read_error(e: std::io::Error) -> LinkError {
-    match e
-        .into_inner()
-        .map(|inner| inner.downcast::<quinn::ReadError>())
-    {
-        Some(Ok(read)) => match *read {
-            quinn::ReadError::ConnectionLost(c) => connection_error(&c),
-            other => LinkError::Other(format!("QUIC stream error: {other}")),
-        },
-        Some(Err(other)) => LinkError::Other(format!("QUIC stream error: {other}")),
-        None => LinkError::Other("QUIC stream error".into()),
+    match e.get_ref().and_then(|inner| inner.downcast_ref()) {
+        Some(quinn::ReadError::ConnectionLost(c)) => connection_error(c),
+        _ => LinkError::Other(format!("QUIC stream error: {e}")),
     }
 }
 
