@@ -1189,6 +1189,7 @@ impl Context {
             }
             tx.close();
             listener.close().await;
+            // Before `_done` goes (a captured value would outlive the task's locals).
             drop(listener);
         });
         Ok(Listener {
@@ -1466,9 +1467,7 @@ impl Listener {
     /// ```
     pub async fn close_async(&self) {
         self.stop_accepting();
-        let mut done = self.done.clone();
-        // Ends with an error once the accept task has dropped its end.
-        while done.changed().await.is_ok() {}
+        self.stopped().await;
     }
 
     /// Blocking version of [`Listener::close_async`]. On the thread of a
@@ -1476,7 +1475,14 @@ impl Listener {
     /// returns at once (the socket is closed moments later; use `close_async` there).
     pub fn close(&self) {
         self.stop_accepting();
-        let _ = crate::runtime::block_on(&self.handle, "close", self.close_async());
+        let _ = crate::runtime::block_on(&self.handle, "close", self.stopped());
+    }
+
+    /// Until the accept task has ended and dropped the transport's listener.
+    async fn stopped(&self) {
+        let mut done = self.done.clone();
+        // Ends with an error once the task has dropped its end.
+        while done.changed().await.is_ok() {}
     }
 
     fn stop_accepting(&self) {
