@@ -19,6 +19,7 @@ use crate::outbox::{AfterPush, Queue, Queues};
 use crate::package::{Package, SLOT_CONTEXT};
 use crate::router::{IdMap, LinkId, Router, Verdict};
 use crate::runtime::Rt;
+use crate::statelock::StateLock;
 use crate::stream::{establish, Role};
 use crate::transport::{Registry, Transport, TransportError, TransportListener};
 
@@ -287,7 +288,7 @@ impl ContextBuilder {
                 rt,
                 registry: self.registry.unwrap_or_else(default_registry),
                 config: self.config,
-                state: Mutex::new(State {
+                state: StateLock::new(State {
                     router,
                     receivers: IdMap::default(),
                     senders: IdMap::default(),
@@ -371,7 +372,7 @@ pub(crate) struct ContextInner {
     pub(crate) rt: Rt,
     registry: Registry,
     config: Config,
-    state: Mutex<State>,
+    state: StateLock<State>,
     next_link: AtomicU64,
     closed: AtomicBool,
     events: broadcast::Sender<ContextEvent>,

@@ -58,6 +58,7 @@ pub mod pool;
 pub mod readbuf;
 pub mod router;
 mod runtime;
+mod statelock;
 pub mod stream;
 pub mod transport;
 
