@@ -55,6 +55,7 @@ pub mod messages;
 mod outbox;
 pub mod package;
 pub mod pool;
+pub mod prefault;
 pub mod readbuf;
 pub mod router;
 mod runtime;

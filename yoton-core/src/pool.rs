@@ -127,17 +127,22 @@ impl LargePool {
     /// multiple of [`LARGE_STEP`] (kept if it fits in [`LARGE_KEEP`], the oldest ones
     /// given up to make room for it).
     pub fn take(&mut self, min: usize) -> BytesMut {
+        self.take_new(min).0
+    }
+
+    /// [`take`](Self::take), and whether the buffer is a new allocation.
+    fn take_new(&mut self, min: usize) -> (BytesMut, bool) {
         // The newest free one: the likeliest to be in the cache still.
         let free = self
             .kept
             .iter_mut()
             .rposition(|(handle, cap)| *cap >= min && handle.try_reclaim(*cap));
-        let (mut buf, cap) = match free.and_then(|i| self.kept.remove(i)) {
-            Some(reused) => reused,
+        let ((mut buf, cap), new) = match free.and_then(|i| self.kept.remove(i)) {
+            Some(reused) => (reused, false),
             None => {
                 // Rounded up, so that a later payload a little larger fits too.
                 let cap = min.div_ceil(LARGE_STEP).saturating_mul(LARGE_STEP);
-                (BytesMut::with_capacity(cap), cap)
+                ((BytesMut::with_capacity(cap), cap), true)
             }
         };
         if cap <= LARGE_KEEP {
@@ -146,7 +151,7 @@ impl LargePool {
             }
             self.kept.push_back((buf.split_to(0), cap));
         }
-        buf
+        (buf, new)
     }
 
     /// Make room in `buf`, which holds the start of one large payload of `size` bytes in
@@ -156,27 +161,34 @@ impl LargePool {
     /// new at once, and for a payload that large peak memory is what matters; nor is
     /// any of its growth steps kept).
     ///
+    /// Returns whether `buf` changed to memory that was never used (a new allocation,
+    /// or grown); false when it had room or a kept buffer was taken again. Fresh memory
+    /// is worth prefaulting ([`crate::prefault`]).
+    ///
     /// ```
     /// use bytes::BytesMut;
     /// use yoton_core::pool::LargePool;
     ///
     /// let mut pool = LargePool::default();
     /// let mut buf = BytesMut::from(&b"the start"[..]);
-    /// pool.make_room(&mut buf, 1 << 20, 9 + (1 << 20));
+    /// assert!(pool.make_room(&mut buf, 1 << 20, 9 + (1 << 20))); // a new buffer
     /// assert_eq!(&buf[..], b"the start");
     /// assert!(buf.capacity() >= 9 + (1 << 20));
     /// assert!(pool.kept_bytes() >= 9 + (1 << 20));
+    /// assert!(!pool.make_room(&mut buf, 1 << 20, 9 + (1 << 20))); // room already
     /// ```
-    pub fn make_room(&mut self, buf: &mut BytesMut, ahead: usize, size: usize) {
+    pub fn make_room(&mut self, buf: &mut BytesMut, ahead: usize, size: usize) -> bool {
         if buf.capacity() - buf.len() >= ahead {
-            return;
+            return false;
         }
         if size > LARGE_KEEP {
             buf.reserve(ahead);
+            true
         } else {
-            let mut next = self.take(buf.len().saturating_add(ahead));
+            let (mut next, new) = self.take_new(buf.len().saturating_add(ahead));
             next.extend_from_slice(buf);
             *buf = next;
+            new
         }
     }
 
@@ -253,13 +265,26 @@ mod tests {
         // Room for a payload above LARGE_KEEP: grown, and none of its steps kept.
         pool.clear();
         let mut growing = BytesMut::from(&b"start"[..]);
-        pool.make_room(&mut growing, 1 << 20, 2 * LARGE_KEEP);
+        assert!(
+            pool.make_room(&mut growing, 1 << 20, 2 * LARGE_KEEP),
+            "grown"
+        );
         assert!(growing.capacity() >= 5 + (1 << 20) && &growing[..] == b"start");
         assert_eq!(pool.kept_bytes(), 0);
         // One that fits: its buffer comes from the pool (and is kept).
-        pool.make_room(&mut growing, 2 << 20, 5 + (2 << 20));
+        assert!(pool.make_room(&mut growing, 2 << 20, 5 + (2 << 20)), "new");
         assert!(growing.capacity() >= 5 + (2 << 20) && &growing[..] == b"start");
         assert!(pool.kept_bytes() >= 5 + (2 << 20));
+        // Once nothing refers to that buffer, the next payload that fits takes it
+        // again: memory that was used before, not fresh.
+        let at = growing.as_ptr();
+        drop(growing);
+        let mut again = BytesMut::from(&b"next"[..]);
+        assert!(
+            !pool.make_room(&mut again, 2 << 20, 4 + (2 << 20)),
+            "reused"
+        );
+        assert_eq!(again.as_ptr(), at);
         drop((a, c, big, mid, most, huge));
     }
 

@@ -19,6 +19,7 @@ use bytes::BytesMut;
 
 use crate::codec::CALLER_ROOM;
 use crate::pool::{BufferPool, LargePool};
+use crate::prefault::Prefault;
 
 /// Size of a read buffer.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -80,6 +81,11 @@ pub struct ReadBuffer {
     quiet_reads: u32,
     /// The last read says the stream streams (see [`STREAM_BUFFER`]).
     streaming: bool,
+    /// The buffer of the large frame being read is fresh memory (see
+    /// [`LargePool::make_room`]): its room is populated ahead of each read.
+    large_is_new: bool,
+    /// How far the room of a large frame's buffer is populated.
+    prefault: Prefault,
 }
 
 impl ReadBuffer {
@@ -94,6 +100,8 @@ impl ReadBuffer {
             in_large: false,
             quiet_reads: 0,
             streaming: false,
+            large_is_new: false,
+            prefault: Prefault::default(),
         }
     }
 
@@ -137,7 +145,9 @@ impl ReadBuffer {
     /// Make room for `ahead` more bytes of a frame of `size` bytes in all, too large for
     /// a pooled buffer (the buffer holds nothing but its start; `ahead` is bounded by
     /// the caller, see [`crate::PackageCodec::room_ahead`]): when there is less, its
-    /// bytes move to a buffer of their own ([`LargePool::make_room`]).
+    /// bytes move to a buffer of their own ([`LargePool::make_room`]). While that buffer
+    /// is fresh memory, the pages of the room ahead are made present before each read
+    /// ([`crate::prefault`]).
     ///
     /// ```
     /// use yoton_core::readbuf::ReadBuffer;
@@ -149,8 +159,11 @@ impl ReadBuffer {
     /// ```
     pub fn make_room_for_frame(&mut self, ahead: usize, size: usize) {
         if self.buf.capacity() - self.buf.len() < ahead {
-            self.large.make_room(&mut self.buf, ahead, size);
+            self.large_is_new = self.large.make_room(&mut self.buf, ahead, size);
             self.in_large = true;
+        }
+        if self.in_large && self.large_is_new {
+            self.prefault.before_read(&mut self.buf, ahead);
         }
     }
 
@@ -321,6 +334,24 @@ mod tests {
         // Kept again from the next large frame on.
         let fourth = receive(&mut rb, 4);
         assert_eq!(rb.large.kept_bytes(), fourth.len());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_fresh_buffer_of_a_large_frame_is_populated_before_it_is_read_into() {
+        use crate::prefault::tests::minor_faults;
+        let mut rb = ReadBuffer::new(BytesMut::from(&b"start"[..]));
+        // 40 MiB of room: above glibc's largest mmap threshold, so fresh pages.
+        let ahead = 40 << 20;
+        rb.make_room_for_frame(ahead, 5 + (64 << 20));
+        let before = minor_faults();
+        rb.buf().resize(crate::prefault::PREFAULT_AHEAD, 1); // what a read would write
+        let faults = minor_faults() - before;
+        assert!(
+            faults < 16,
+            "{faults} page faults while reading into the room"
+        );
+        assert_eq!(&rb.buf()[..5], b"start");
     }
 
     #[test]
