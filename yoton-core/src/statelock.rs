@@ -9,8 +9,9 @@
 //! subscriber's two) those yields fed on each other: some runs of `yoton bench`'s W1
 //! spent 20-120 k `sched_yield` calls and up to twice the publisher's CPU time, and
 //! their rate fell to half. With this lock, 16 alternating pairs of 5 M 64-byte
-//! messages over tcp gave 11.2-17.2 M msg/s (median 15.2 M) against 8.2-17.6 M
-//! (median 13.8 M).
+//! messages over tcp gave 11.1-16.0 M msg/s (median 14.8 M) against 6.7-16.9 M
+//! (median 14.0 M), and the publisher used 305-440 ms of CPU (median 335) against
+//! 317-852 ms (median 370).
 //!
 //! A poisoned lock is taken all the same: the state is kept consistent by each
 //! critical section (nothing in them panics on purpose), and a context must go on
