@@ -6,12 +6,13 @@
 //! A payload too large for a read buffer gets a buffer of its own; a 256 MiB message
 //! is 65,536 pages of fresh memory. On the 2-core VM of `yoton bench`, faulting them in
 //! was half of a W4 receiver's samples. With the room populated ahead, pairs of the
-//! bench's processes sending one 256 MiB message (5 alternating pairs each) went from
-//! 1.35-1.69 to 1.88-2.29 GB/s over tcp (receiver CPU 148-176 -> 119-136 ms), from
-//! 1.24-1.48 to 1.72-2.06 over ws (184-212 -> 131-153 ms) and from 0.99-1.10 to
-//! 1.08-1.18 over quic (240-261 -> 216-236 ms). Memory a pool hands out again is
-//! present already and is left alone (see [`LargePool::make_room`](crate::pool::LargePool::make_room)):
-//! a `madvise` per 1 MiB payload of W2 cost its receiver more than it saved.
+//! bench's processes sending one 256 MiB message (alternating pairs) went from
+//! 1.35-1.69 to 1.88-2.29 GB/s over tcp (5 pairs; receiver CPU 148-176 -> 119-136 ms),
+//! from 1.24-1.48 to 1.72-2.06 over ws (5 pairs; 184-212 -> 131-153 ms) and from
+//! 0.99-1.12 to 1.07-1.19 over quic (9 pairs; 236-261 -> 211-236 ms). Memory a pool
+//! hands out again is present already and is left alone (see
+//! [`LargePool::make_room`](crate::pool::LargePool::make_room)): a `madvise` per 1 MiB
+//! payload of W2 cost its receiver more than it saved.
 //!
 //! Linux 5.14 and later; elsewhere, or once the kernel refuses, pages are faulted in as
 //! before.
@@ -21,7 +22,9 @@ use bytes::BytesMut;
 /// How far ahead of what a large frame's buffer holds its room is populated.
 pub const PREFAULT_AHEAD: usize = 4 << 20;
 
-/// How far the current buffer is populated: its start and the offset reached.
+/// How far the buffer of a large frame is populated. The owner of the buffer tells it
+/// each time the buffer changes ([`Prefault::new_buffer`]), with whether the new one
+/// is fresh memory; only fresh memory is populated.
 ///
 /// ```
 /// use yoton_core::prefault::{Prefault, PREFAULT_AHEAD};
@@ -29,6 +32,7 @@ pub const PREFAULT_AHEAD: usize = 4 << 20;
 /// // 64 MiB of fresh memory, of which a frame still needs 10 MiB.
 /// let mut buf = bytes::BytesMut::with_capacity(64 << 20);
 /// let mut prefault = Prefault::default();
+/// prefault.new_buffer(true);
 /// prefault.before_read(&mut buf, 10 << 20);
 /// // (On Linux the first PREFAULT_AHEAD bytes of room are present now.)
 /// buf.resize(PREFAULT_AHEAD, 7); // what a read would write
@@ -36,29 +40,36 @@ pub const PREFAULT_AHEAD: usize = 4 << 20;
 /// ```
 #[derive(Debug, Default)]
 pub struct Prefault {
-    base: usize,
-    done: usize,
+    /// Offset in the current buffer up to which its room is populated; `None` while
+    /// the buffer is not fresh memory (nothing to do).
+    done: Option<usize>,
+    /// The kernel refused once: no more attempts.
     off: bool,
 }
 
 impl Prefault {
-    /// Before a read into `buf`'s spare room, fresh memory, of which the frame being
-    /// read still needs `ahead` bytes: make the pages of the next `ahead` bytes of the
-    /// room present, up to [`PREFAULT_AHEAD`] bytes past what the buffer holds.
+    /// The buffer changed; `fresh` when the new one is memory that was never used (as
+    /// [`LargePool::make_room`](crate::pool::LargePool::make_room) tells).
+    pub fn new_buffer(&mut self, fresh: bool) {
+        self.done = fresh.then_some(0);
+    }
+
+    /// Before a read into `buf`'s spare room, of which the frame being read still needs
+    /// `ahead` bytes: when `buf` is fresh memory, make the pages of the next `ahead`
+    /// bytes of the room present, up to [`PREFAULT_AHEAD`] bytes past what the buffer
+    /// holds.
     pub fn before_read(&mut self, buf: &mut BytesMut, ahead: usize) {
+        let Some(done) = self.done else {
+            return;
+        };
         if self.off {
             return;
-        }
-        let base = buf.as_ptr() as usize;
-        if base != self.base {
-            self.base = base;
-            self.done = 0;
         }
         let len = buf.len();
         let want = buf
             .capacity()
             .min(len.saturating_add(ahead.min(PREFAULT_AHEAD)));
-        let from = self.done.max(len);
+        let from = done.max(len);
         if want <= from {
             return;
         }
@@ -66,7 +77,7 @@ impl Prefault {
             return;
         };
         if populate(room) {
-            self.done = want;
+            self.done = Some(want);
         } else {
             self.off = true;
         }
@@ -79,10 +90,10 @@ impl Prefault {
 fn populate(room: &mut [std::mem::MaybeUninit<u8>]) -> bool {
     /// Linux 5.14's `MADV_POPULATE_WRITE` (not in every libc crate's list).
     const MADV_POPULATE_WRITE: libc::c_int = 23;
-    const PAGE: usize = 4096;
+    let page = page_size();
     let start = room.as_mut_ptr() as usize;
-    let first = start.next_multiple_of(PAGE);
-    let last = (start + room.len()) / PAGE * PAGE;
+    let first = start.next_multiple_of(page);
+    let last = (start + room.len()) / page * page;
     if last <= first {
         return true;
     }
@@ -103,6 +114,17 @@ fn populate(room: &mut [std::mem::MaybeUninit<u8>]) -> bool {
         );
     }
     done
+}
+
+/// The size of a page of memory (4 KiB where the system does not say).
+#[cfg(target_os = "linux")]
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a value of the system and touches no memory of ours.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -140,6 +162,7 @@ pub(crate) mod tests {
         let mut buf = BytesMut::with_capacity(FRESH);
         buf.extend_from_slice(b"start");
         let mut prefault = Prefault::default();
+        prefault.new_buffer(true);
         prefault.before_read(&mut buf, FRESH);
         let before = minor_faults();
         buf.resize(PREFAULT_AHEAD, 1);
@@ -168,6 +191,7 @@ pub(crate) mod tests {
     fn no_more_than_the_frame_still_needs_is_populated() {
         let mut buf = BytesMut::with_capacity(FRESH);
         let mut prefault = Prefault::default();
+        prefault.new_buffer(true);
         prefault.before_read(&mut buf, 1 << 20);
         let before = minor_faults();
         buf.resize(1 << 20, 1);
@@ -180,5 +204,53 @@ pub(crate) mod tests {
         buf.resize(2 << 20, 1);
         let past = minor_faults() - before;
         assert!(past >= 200, "only {past} faults past what the frame needed");
+    }
+
+    #[test]
+    fn memory_that_is_not_fresh_is_left_alone() {
+        let mut buf = BytesMut::with_capacity(FRESH);
+        let mut prefault = Prefault::default();
+        prefault.new_buffer(false);
+        prefault.before_read(&mut buf, FRESH);
+        if huge_pages_always() {
+            eprintln!("transparent huge pages are on for every mapping: faults not counted");
+            return;
+        }
+        let before = minor_faults();
+        buf.resize(1 << 20, 1);
+        let faults = minor_faults() - before;
+        assert!(
+            faults >= 200,
+            "only {faults} faults: the room was populated"
+        );
+    }
+
+    /// A new buffer may be where the last one was (a freed mapping's address comes
+    /// back for the next of the same size): what was populated of the old one says
+    /// nothing about the new one.
+    #[test]
+    fn a_new_buffer_at_the_address_of_the_last_one_is_populated_again() {
+        let mut buf = BytesMut::with_capacity(FRESH);
+        let mut prefault = Prefault::default();
+        prefault.new_buffer(true);
+        prefault.before_read(&mut buf, FRESH);
+        buf.resize(PREFAULT_AHEAD, 1);
+        // Fresh memory again at the same address: its pages are dropped.
+        buf.clear();
+        let page = page_size();
+        let start = (buf.as_ptr() as usize).next_multiple_of(page);
+        let end = (buf.as_ptr() as usize + buf.capacity()) / page * page;
+        // SAFETY: the whole pages of the buffer's own allocation, which nothing else
+        // uses; they read as zeros afterwards, and the buffer is empty, so none of
+        // its bytes is read before it is written again.
+        let dropped =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        assert_eq!(dropped, 0, "{}", std::io::Error::last_os_error());
+        prefault.new_buffer(true);
+        prefault.before_read(&mut buf, FRESH);
+        let before = minor_faults();
+        buf.resize(PREFAULT_AHEAD, 2);
+        let faults = minor_faults() - before;
+        assert!(faults < 16, "{faults} faults in the room of the new buffer");
     }
 }

@@ -81,10 +81,8 @@ pub struct ReadBuffer {
     quiet_reads: u32,
     /// The last read says the stream streams (see [`STREAM_BUFFER`]).
     streaming: bool,
-    /// The buffer of the large frame being read is fresh memory (see
-    /// [`LargePool::make_room`]): its room is populated ahead of each read.
-    large_is_new: bool,
-    /// How far the room of a large frame's buffer is populated.
+    /// How far the room of a large frame's buffer is populated (while it is fresh
+    /// memory, see [`LargePool::make_room`]).
     prefault: Prefault,
 }
 
@@ -100,7 +98,6 @@ impl ReadBuffer {
             in_large: false,
             quiet_reads: 0,
             streaming: false,
-            large_is_new: false,
             prefault: Prefault::default(),
         }
     }
@@ -159,10 +156,11 @@ impl ReadBuffer {
     /// ```
     pub fn make_room_for_frame(&mut self, ahead: usize, size: usize) {
         if self.buf.capacity() - self.buf.len() < ahead {
-            self.large_is_new = self.large.make_room(&mut self.buf, ahead, size);
+            let fresh = self.large.make_room(&mut self.buf, ahead, size);
+            self.prefault.new_buffer(fresh);
             self.in_large = true;
         }
-        if self.in_large && self.large_is_new {
+        if self.in_large {
             self.prefault.before_read(&mut self.buf, ahead);
         }
     }

@@ -373,17 +373,15 @@ async fn read_large(
     let mut buf = BytesMut::from(&head[..]);
     // Fresh memory is populated ahead of the copies (one system call per 4 MiB
     // instead of a page fault per 4 KiB).
-    let mut is_new = make_room(&mut buf);
     let mut prefault = yoton_core::prefault::Prefault::default();
+    prefault.new_buffer(make_room(&mut buf));
     // quinn's chunks are slices of its datagrams, many per call: one copy each, into
     // room that was never zeroed (reading into a zero-filled buffer cost a memset of
     // every byte).
     let mut chunks: [Bytes; READ_CHUNKS] = Default::default();
     while buf.len() < total {
-        if is_new {
-            let ahead = total - buf.len();
-            prefault.before_read(&mut buf, ahead);
-        }
+        let ahead = total - buf.len();
+        prefault.before_read(&mut buf, ahead);
         let n = match recv.read_chunks(&mut chunks).await {
             Ok(Some(n)) => n,
             Ok(None) => {
@@ -401,7 +399,7 @@ async fn read_large(
                 return Err(Some(more_than_announced(h.length)));
             }
             if buf.capacity() - filled < c.len() {
-                is_new = make_room(&mut buf);
+                prefault.new_buffer(make_room(&mut buf));
             }
             buf.extend_from_slice(c);
             *c = Bytes::new();
