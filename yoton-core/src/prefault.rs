@@ -150,75 +150,72 @@ pub(crate) mod tests {
     /// whatever other tests freed before.
     const FRESH: usize = 64 << 20;
 
-    /// Transparent huge pages for every mapping: one fault brings 2 MiB, so counting
-    /// faults cannot tell populated room from room that is not.
-    fn huge_pages_always() -> bool {
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-            .is_ok_and(|s| s.contains("[always]"))
+    /// Faults of writing `byte` into `buf` until it holds `up_to` bytes.
+    fn faults_filling(buf: &mut BytesMut, up_to: usize, byte: u8) -> i64 {
+        let before = minor_faults();
+        buf.resize(up_to, byte);
+        minor_faults() - before
+    }
+
+    /// Whether counting faults tells populated room from room that is not: not where
+    /// transparent huge pages are on for every mapping (one fault brings 2 MiB).
+    fn faults_tell() -> bool {
+        let always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .is_ok_and(|s| s.contains("[always]"));
+        if always {
+            eprintln!("transparent huge pages are on for every mapping: faults not counted");
+        }
+        !always
+    }
+
+    /// A buffer of [`FRESH`] bytes, and its prefault told whether it is fresh.
+    fn buffer(fresh: bool) -> (BytesMut, Prefault) {
+        let mut prefault = Prefault::default();
+        prefault.new_buffer(fresh);
+        (BytesMut::with_capacity(FRESH), prefault)
     }
 
     #[test]
     fn the_room_ahead_is_present_before_it_is_written_and_no_further() {
-        let mut buf = BytesMut::with_capacity(FRESH);
+        let (mut buf, mut prefault) = buffer(true);
         buf.extend_from_slice(b"start");
-        let mut prefault = Prefault::default();
-        prefault.new_buffer(true);
         prefault.before_read(&mut buf, FRESH);
-        let before = minor_faults();
-        buf.resize(PREFAULT_AHEAD, 1);
-        let populated = minor_faults() - before;
+        let populated = faults_filling(&mut buf, PREFAULT_AHEAD, 1);
         // Touched page by page, 4 MiB would be 1,024 faults.
         assert!(populated < 16, "{populated} faults in the populated room");
-        if huge_pages_always() {
-            eprintln!("transparent huge pages are on for every mapping: faults not counted");
+        if !faults_tell() {
             return;
         }
         // Past it, the pages fault in as they are written: the test can tell.
-        let before = minor_faults();
-        buf.resize(PREFAULT_AHEAD + (1 << 20), 2);
-        let past = minor_faults() - before;
+        let past = faults_filling(&mut buf, PREFAULT_AHEAD + (1 << 20), 2);
         assert!(past >= 200, "only {past} faults past the populated room");
         // The next call populates on from where the last one stopped.
         prefault.before_read(&mut buf, FRESH);
-        let before = minor_faults();
-        buf.resize(2 * PREFAULT_AHEAD, 3);
-        let next = minor_faults() - before;
+        let next = faults_filling(&mut buf, 2 * PREFAULT_AHEAD, 3);
         assert!(next < 16, "{next} faults in the next populated room");
         assert!(buf[5..PREFAULT_AHEAD].iter().all(|&b| b == 1));
     }
 
     #[test]
     fn no_more_than_the_frame_still_needs_is_populated() {
-        let mut buf = BytesMut::with_capacity(FRESH);
-        let mut prefault = Prefault::default();
-        prefault.new_buffer(true);
+        let (mut buf, mut prefault) = buffer(true);
         prefault.before_read(&mut buf, 1 << 20);
-        let before = minor_faults();
-        buf.resize(1 << 20, 1);
-        assert!(minor_faults() - before < 16);
-        if huge_pages_always() {
-            eprintln!("transparent huge pages are on for every mapping: faults not counted");
+        assert!(faults_filling(&mut buf, 1 << 20, 1) < 16);
+        if !faults_tell() {
             return;
         }
-        let before = minor_faults();
-        buf.resize(2 << 20, 1);
-        let past = minor_faults() - before;
+        let past = faults_filling(&mut buf, 2 << 20, 1);
         assert!(past >= 200, "only {past} faults past what the frame needed");
     }
 
     #[test]
     fn memory_that_is_not_fresh_is_left_alone() {
-        let mut buf = BytesMut::with_capacity(FRESH);
-        let mut prefault = Prefault::default();
-        prefault.new_buffer(false);
+        let (mut buf, mut prefault) = buffer(false);
         prefault.before_read(&mut buf, FRESH);
-        if huge_pages_always() {
-            eprintln!("transparent huge pages are on for every mapping: faults not counted");
+        if !faults_tell() {
             return;
         }
-        let before = minor_faults();
-        buf.resize(1 << 20, 1);
-        let faults = minor_faults() - before;
+        let faults = faults_filling(&mut buf, 1 << 20, 1);
         assert!(
             faults >= 200,
             "only {faults} faults: the room was populated"
@@ -230,9 +227,7 @@ pub(crate) mod tests {
     /// nothing about the new one.
     #[test]
     fn a_new_buffer_at_the_address_of_the_last_one_is_populated_again() {
-        let mut buf = BytesMut::with_capacity(FRESH);
-        let mut prefault = Prefault::default();
-        prefault.new_buffer(true);
+        let (mut buf, mut prefault) = buffer(true);
         prefault.before_read(&mut buf, FRESH);
         buf.resize(PREFAULT_AHEAD, 1);
         // Fresh memory again at the same address: its pages are dropped.
@@ -248,9 +243,7 @@ pub(crate) mod tests {
         assert_eq!(dropped, 0, "{}", std::io::Error::last_os_error());
         prefault.new_buffer(true);
         prefault.before_read(&mut buf, FRESH);
-        let before = minor_faults();
-        buf.resize(PREFAULT_AHEAD, 2);
-        let faults = minor_faults() - before;
+        let faults = faults_filling(&mut buf, PREFAULT_AHEAD, 2);
         assert!(faults < 16, "{faults} faults in the room of the new buffer");
     }
 }
