@@ -137,7 +137,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Page faults of the calling thread so far that needed no disk (its minor ones).
-    pub(crate) fn minor_faults() -> i64 {
+    fn minor_faults() -> i64 {
         let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: getrusage writes one rusage into the pointer, which points to one.
         let r = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
@@ -151,7 +151,7 @@ pub(crate) mod tests {
     const FRESH: usize = 64 << 20;
 
     /// Faults of writing `byte` into `buf` until it holds `up_to` bytes.
-    fn faults_filling(buf: &mut BytesMut, up_to: usize, byte: u8) -> i64 {
+    pub(crate) fn faults_filling(buf: &mut BytesMut, up_to: usize, byte: u8) -> i64 {
         let before = minor_faults();
         buf.resize(up_to, byte);
         minor_faults() - before

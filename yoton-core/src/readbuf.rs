@@ -337,14 +337,12 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_fresh_buffer_of_a_large_frame_is_populated_before_it_is_read_into() {
-        use crate::prefault::tests::minor_faults;
+        use crate::prefault::{tests::faults_filling, PREFAULT_AHEAD};
         let mut rb = ReadBuffer::new(BytesMut::from(&b"start"[..]));
         // 40 MiB of room: above glibc's largest mmap threshold, so fresh pages.
         let ahead = 40 << 20;
         rb.make_room_for_frame(ahead, 5 + (64 << 20));
-        let before = minor_faults();
-        rb.buf().resize(crate::prefault::PREFAULT_AHEAD, 1); // what a read would write
-        let faults = minor_faults() - before;
+        let faults = faults_filling(rb.buf(), PREFAULT_AHEAD, 1); // what a read would write
         assert!(
             faults < 16,
             "{faults} page faults while reading into the room"
